@@ -1,0 +1,43 @@
+//! The `restic-cronned` daemon: parses the command line, runs, and maps the
+//! outcome to an exit code.
+
+use std::process::ExitCode;
+
+use restic_cronned::daemon::{self, Error, USAGE};
+
+fn main() -> ExitCode {
+    let args = match daemon::parse_args(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(e) => return fail(&e),
+    };
+    if args.help {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    if args.version {
+        println!("restic-cronned {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    match daemon::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(error: &Error) -> ExitCode {
+    match error {
+        Error::Usage(message) => {
+            eprintln!("restic-cronned: {message}; try --help");
+            ExitCode::from(2)
+        }
+        Error::Setup(message) => {
+            eprintln!("restic-cronned: {message}");
+            ExitCode::from(2)
+        }
+        Error::CheckFailed => ExitCode::from(1),
+        Error::Runtime(message) => {
+            eprintln!("restic-cronned: {message}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! The status board: every job thread publishes a snapshot of itself here,
+//! and the HTTP thread reads snapshots without ever asking a busy job.
+//!
+//! The mutex is held only to clone or replace an entry, never across I/O.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::job_file::{Entry, Job};
+use crate::state::local_rfc3339;
+
+/// How many runs `/job` lists.
+pub const RUNS_KEPT: usize = 20;
+
+/// A job's status as `/queue` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Waiting,
+    Working,
+    Stopped,
+    Invalid,
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Success,
+    /// restic exit 3: a snapshot was written but some files were unreadable.
+    Warning,
+    Failure,
+    Locked,
+    Timeout,
+    Stopped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Warning => "warning",
+            Outcome::Failure => "failure",
+            Outcome::Locked => "locked",
+            Outcome::Timeout => "timeout",
+            Outcome::Stopped => "stopped",
+        }
+    }
+
+    /// Whether the run counts as a success for scheduling and `NextJob`.
+    pub fn succeeded(self) -> bool {
+        matches!(self, Outcome::Success | Outcome::Warning)
+    }
+}
+
+/// One finished run.
+#[derive(Clone, Debug)]
+pub struct RunRecord {
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub outcome: Outcome,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub output_tail: String,
+}
+
+/// What a job thread publishes about itself.
+#[derive(Clone, Debug)]
+pub struct JobStatus {
+    /// Identifies the thread that owns this entry, so a thread that is
+    /// being retired cannot overwrite the entry of its successor.
+    pub owner: u64,
+    pub name: String,
+    pub status: Status,
+    pub job: Option<Arc<Job>>,
+    pub current_retry: u32,
+    pub progress: f64,
+    pub wait_start: Option<Timestamp>,
+    pub wait_end: Option<Timestamp>,
+    pub next_run: Option<Timestamp>,
+    pub running_since: Option<Timestamp>,
+    pub runs: VecDeque<Arc<RunRecord>>,
+    pub last_success: Option<Timestamp>,
+    pub consecutive_failures: u32,
+    pub error: Option<String>,
+}
+
+impl JobStatus {
+    /// A fresh entry for a valid job.
+    pub fn new(owner: u64, job: Arc<Job>) -> JobStatus {
+        JobStatus {
+            owner,
+            name: job.name.to_string(),
+            status: Status::Waiting,
+            job: Some(job),
+            current_retry: 0,
+            progress: 0.0,
+            wait_start: None,
+            wait_end: None,
+            next_run: None,
+            running_since: None,
+            runs: VecDeque::new(),
+            last_success: None,
+            consecutive_failures: 0,
+            error: None,
+        }
+    }
+
+    /// An entry for a file that failed validation.
+    pub fn invalid(entry: &Entry) -> JobStatus {
+        let errors = match &entry.job {
+            Ok(_) => String::new(),
+            Err(problems) => problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        };
+        JobStatus {
+            owner: 0,
+            name: entry.name.clone(),
+            status: Status::Invalid,
+            job: None,
+            current_retry: 0,
+            progress: 0.0,
+            wait_start: None,
+            wait_end: None,
+            next_run: None,
+            running_since: None,
+            runs: VecDeque::new(),
+            last_success: None,
+            consecutive_failures: 0,
+            error: Some(errors),
+        }
+    }
+
+    /// Adds a finished run, keeping the newest [`RUNS_KEPT`].
+    pub fn record(&mut self, run: RunRecord) {
+        self.runs.push_front(Arc::new(run));
+        self.runs.truncate(RUNS_KEPT);
+    }
+}
+
+/// Shared snapshots of every job, keyed by file name (the queue's order).
+#[derive(Clone)]
+pub struct Board {
+    entries: Arc<Mutex<BTreeMap<String, JobStatus>>>,
+    directory: Arc<str>,
+}
+
+impl Board {
+    pub fn new(directory: &str) -> Board {
+        Board {
+            entries: Arc::default(),
+            directory: directory.into(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, JobStatus>> {
+        // A panic while holding the lock leaves plain data behind; keep
+        // serving it rather than taking the whole daemon down.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Inserts or replaces the entry for `file_name`.
+    pub fn insert(&self, file_name: &str, status: JobStatus) {
+        self.lock().insert(file_name.to_string(), status);
+    }
+
+    pub fn remove(&self, file_name: &str) {
+        self.lock().remove(file_name);
+    }
+
+    /// Changes the entry for `file_name` if `owner` still owns it.
+    pub fn update(&self, file_name: &str, owner: u64, change: impl FnOnce(&mut JobStatus)) {
+        if let Some(entry) = self.lock().get_mut(file_name).filter(|e| e.owner == owner) {
+            change(entry);
+        }
+    }
+
+    /// The status of the job called `name`.
+    pub fn status_of(&self, name: &str) -> Option<Status> {
+        self.lock()
+            .values()
+            .find(|e| e.name == name)
+            .map(|e| e.status)
+    }
+
+    /// A copy of every entry, in queue order.
+    pub fn snapshot(&self) -> Vec<JobStatus> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// The body of `/queue`.
+    pub fn queue_json(&self) -> String {
+        #[derive(Serialize)]
+        struct Queue<'a> {
+            #[serde(rename = "Jobs")]
+            jobs: Vec<QueueEntry<'a>>,
+            #[serde(rename = "Directory")]
+            directory: &'a str,
+        }
+        let snapshot = self.snapshot();
+        let queue = Queue {
+            jobs: snapshot.iter().map(queue_entry).collect(),
+            directory: &self.directory,
+        };
+        let mut body = serde_json::to_string(&queue).expect("the queue always serializes");
+        body.push('\n');
+        body
+    }
+}
+
+/// Nanoseconds as the original's `/queue` gave durations; -1 s for "none".
+fn nanos(d: Option<std::time::Duration>) -> i128 {
+    d.map_or(-1_000_000_000, |d| d.as_nanos() as i128)
+}
+
+fn unix_nanos(t: Option<Timestamp>) -> i128 {
+    t.map_or(0, |t| t.as_nanosecond())
+}
+
+fn time(t: Option<Timestamp>) -> Value {
+    t.map_or(Value::Null, |t| Value::String(local_rfc3339(t)))
+}
+
+fn run_json(run: &RunRecord, with_output: bool) -> Value {
+    let mut value = serde_json::json!({
+        "start": time(Some(run.start)),
+        "end": time(Some(run.end)),
+        "outcome": run.outcome,
+        "exitCode": run.exit_code,
+        "error": run.error,
+    });
+    if with_output {
+        value["outputTail"] = Value::String(run.output_tail.clone());
+    }
+    value
+}
+
+/// One job of `/queue`: the original's fields, then ours.
+#[derive(Serialize)]
+struct QueueEntry<'a> {
+    #[serde(rename = "JobName")]
+    job_name: &'a str,
+    status: Status,
+    #[serde(rename = "regularTimer")]
+    regular_timer: i128,
+    #[serde(rename = "retryTimer")]
+    retry_timer: i128,
+    #[serde(rename = "maxFailedRetries")]
+    max_failed_retries: i64,
+    #[serde(rename = "CurrentRetry")]
+    current_retry: u32,
+    progress: f64,
+    #[serde(rename = "WaitStart")]
+    wait_start: i128,
+    #[serde(rename = "WaitEnd")]
+    wait_end: i128,
+    #[serde(rename = "NextJob")]
+    next_job: Value,
+    #[serde(rename = "Username")]
+    username: &'a str,
+    #[serde(rename = "Service")]
+    service: &'a str,
+    #[serde(rename = "ResticPath")]
+    restic_path: &'a str,
+    #[serde(rename = "ResticArguments")]
+    restic_arguments: Option<&'a [String]>,
+    schedule: Option<String>,
+    #[serde(rename = "nextRun")]
+    next_run: Value,
+    repository: Option<&'a str>,
+    #[serde(rename = "WaitingFor")]
+    waiting_for: Option<&'a str>,
+    #[serde(rename = "lastRun")]
+    last_run: Value,
+    #[serde(rename = "lastSuccess")]
+    last_success: Value,
+    #[serde(rename = "consecutiveFailures")]
+    consecutive_failures: u32,
+    error: Option<&'a str>,
+}
+
+fn queue_entry(s: &JobStatus) -> QueueEntry<'_> {
+    let job = s.job.as_deref();
+    let keyring = job.and_then(|j| j.keyring.as_ref());
+    let next_job = job.map_or(Value::Null, |j| j.next_job_raw.clone());
+    QueueEntry {
+        job_name: &s.name,
+        status: s.status,
+        regular_timer: nanos(job.and_then(|j| j.schedule.as_ref()?.interval())),
+        retry_timer: nanos(job.and_then(|j| j.retry_timer)),
+        max_failed_retries: job.map_or(0, |j| j.max_failed_retries),
+        current_retry: s.current_retry,
+        progress: s.progress,
+        wait_start: unix_nanos(s.wait_start),
+        wait_end: unix_nanos(s.wait_end),
+        next_job: if next_job.is_null() {
+            "".into()
+        } else {
+            next_job
+        },
+        username: keyring.map_or("", |k| &k.username),
+        service: keyring.map_or("", |k| &k.service),
+        restic_path: job.map_or("", |j| &j.restic_path),
+        restic_arguments: job.map(|j| j.restic_arguments.as_slice()),
+        schedule: job.and_then(|j| j.schedule.as_ref()).map(|s| s.to_string()),
+        next_run: time(s.next_run),
+        repository: None,
+        waiting_for: None,
+        last_run: s.runs.front().map_or(Value::Null, |r| run_json(r, false)),
+        last_success: time(s.last_success),
+        consecutive_failures: s.consecutive_failures,
+        error: s.error.as_deref(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_owner_updates_an_entry() {
+        let board = Board::new("/jobs");
+        let entry = Entry {
+            path: "/jobs/a.json".into(),
+            name: "a".into(),
+            job: Err(Vec::new()),
+            warnings: Vec::new(),
+        };
+        let mut status = JobStatus::invalid(&entry);
+        status.owner = 7;
+        board.insert("a.json", status);
+        board.update("a.json", 6, |s| s.status = Status::Working);
+        assert_eq!(board.status_of("a"), Some(Status::Invalid));
+        board.update("a.json", 7, |s| s.status = Status::Working);
+        assert_eq!(board.status_of("a"), Some(Status::Working));
+        let queue: Value = serde_json::from_str(&board.queue_json()).unwrap();
+        assert_eq!(queue["Jobs"][0]["regularTimer"], -1_000_000_000);
+        assert_eq!(queue["Directory"], "/jobs");
+    }
+}

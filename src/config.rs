@@ -1,0 +1,546 @@
+//! The daemon's config file: JSON with case-insensitive keys, every key
+//! optional, `$VAR` expansion in paths, and errors that name the file, the
+//! line and the value at fault.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use log::LevelFilter;
+use serde_json::{Map, Value};
+
+use crate::json::{self, Object};
+use crate::schedule::{self, describe_json};
+
+const TOP_KEYS: &[&str] = &[
+    "JobPath",
+    "SrvConf",
+    "LogConf",
+    "StateDir",
+    "StopGrace",
+    "Keyring",
+];
+const SRV_KEYS: &[&str] = &["Port", "Token", "TokenFile"];
+const LOG_KEYS: &[&str] = &["LogDir", "MaxAge", "MaxSize", "Level"];
+
+/// Which keyring holds repository passwords.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyringChoice {
+    Auto,
+    SecretService,
+    Keyutils,
+}
+
+/// The daemon's settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub job_path: PathBuf,
+    /// The listen address as written (`:8080`, `host:port`); empty: no server.
+    pub addr: String,
+    pub token: String,
+    pub token_file: Option<PathBuf>,
+    pub log_dir: PathBuf,
+    pub log_max_age_days: u32,
+    pub log_max_size_mb: u64,
+    pub log_level: LevelFilter,
+    pub state_dir: PathBuf,
+    pub stop_grace: Duration,
+    pub keyring: KeyringChoice,
+}
+
+/// Where the config came from, for the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    /// No file at this path: defaults.
+    Defaults(PathBuf),
+}
+
+/// A config file that cannot be used.
+#[derive(Debug)]
+pub enum ConfigError {
+    Read {
+        path: PathBuf,
+        source: io::Error,
+    },
+    Syntax {
+        path: PathBuf,
+        error: json::SyntaxError,
+    },
+    Invalid {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+    NoHome,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, source } => {
+                write!(f, "cannot read config file {}: {source}", path.display())
+            }
+            ConfigError::Syntax { path, error } => write!(
+                f,
+                "config file {}:{}: not valid JSON: {}",
+                path.display(),
+                error.position,
+                error.message
+            ),
+            ConfigError::Invalid { path, problems } => {
+                write!(f, "config file {}: {}", path.display(), problems.join("; "))
+            }
+            ConfigError::NoHome => write!(f, "HOME is not set, so there is no default config"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The environment, as a function, so tests need not change the process's.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The default config file: `$XDG_CONFIG_HOME/restic-cronned/config`, or
+/// `config.json` beside it when `config` does not exist.
+pub fn default_path(env: Env) -> Result<PathBuf, ConfigError> {
+    let base = match env("XDG_CONFIG_HOME").filter(|s| !s.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env("HOME").ok_or(ConfigError::NoHome)?).join(".config"),
+    };
+    let plain = base.join("restic-cronned").join("config");
+    let with_extension = plain.with_extension("json");
+    Ok(if !plain.exists() && with_extension.exists() {
+        with_extension
+    } else {
+        plain
+    })
+}
+
+/// Loads the config from `path` (or the default path). A missing default
+/// file means defaults; a missing explicit file is an error. Warnings
+/// (unknown keys) are returned for the caller to log.
+pub fn load(path: Option<&Path>, env: Env) -> Result<(Config, Source, Vec<String>), ConfigError> {
+    let (path, explicit) = match path {
+        Some(p) => (p.to_path_buf(), true),
+        None => (default_path(env)?, false),
+    };
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !explicit => None,
+        Err(source) => return Err(ConfigError::Read { path, source }),
+    };
+    let empty = Map::new();
+    let value = match &text {
+        Some(text) => json::parse(text).map_err(|error| ConfigError::Syntax {
+            path: path.clone(),
+            error,
+        })?,
+        None => Value::Object(empty.clone()),
+    };
+    let Some(map) = value.as_object() else {
+        return Err(ConfigError::Invalid {
+            path,
+            problems: vec![format!(
+                "expected a JSON object, found {}",
+                describe_json(&value)
+            )],
+        });
+    };
+    let mut reader = Reader {
+        problems: Vec::new(),
+        warnings: Vec::new(),
+        env,
+    };
+    let top = Object::new(map, text.as_deref());
+    reader.warn_unknown(&top, TOP_KEYS, "");
+    let srv = reader.section(&top, "SrvConf", SRV_KEYS);
+    let log = reader.section(&top, "LogConf", LOG_KEYS);
+    let srv = Object::new(srv.unwrap_or(&empty), None);
+    let log = Object::new(log.unwrap_or(&empty), None);
+
+    let home = env("HOME").unwrap_or_default();
+    let config = Config {
+        job_path: reader.path(
+            &top,
+            "JobPath",
+            &format!("{home}/.config/restic-cronned/jobs"),
+        ),
+        addr: reader.addr(&srv),
+        token: reader
+            .string(&srv, "SrvConf.Token", "Token")
+            .unwrap_or_default(),
+        token_file: reader
+            .string(&srv, "SrvConf.TokenFile", "TokenFile")
+            .filter(|s| !s.is_empty())
+            .and_then(|s| reader.expand("SrvConf.TokenFile", &s))
+            .map(PathBuf::from),
+        log_dir: reader.path(
+            &log,
+            "LogConf.LogDir",
+            &format!("{home}/.cache/restic-cronned"),
+        ),
+        log_max_age_days: reader.number(&log, "LogConf.MaxAge", 30) as u32,
+        log_max_size_mb: reader.number(&log, "LogConf.MaxSize", 10),
+        log_level: reader.level(&log),
+        state_dir: reader.path(
+            &top,
+            "StateDir",
+            &format!("{home}/.local/share/restic-cronned"),
+        ),
+        stop_grace: reader.duration(&top, "StopGrace", Duration::from_secs(30)),
+        keyring: reader.keyring(&top),
+    };
+    if !reader.problems.is_empty() {
+        return Err(ConfigError::Invalid {
+            path,
+            problems: reader.problems,
+        });
+    }
+    let source = if text.is_some() {
+        Source::File(path)
+    } else {
+        Source::Defaults(path)
+    };
+    Ok((config, source, reader.warnings))
+}
+
+struct Reader<'e> {
+    problems: Vec<String>,
+    warnings: Vec<String>,
+    env: Env<'e>,
+}
+
+/// The last part of a dotted key (`LogConf.LogDir` → `LogDir`).
+fn leaf(key: &str) -> &str {
+    key.rsplit('.').next().unwrap_or(key)
+}
+
+impl Reader<'_> {
+    fn warn_unknown(&mut self, object: &Object, known: &[&'static str], prefix: &str) {
+        for unknown in object.unknown_keys(known) {
+            let at = unknown
+                .position
+                .map(|p| format!(" at {p}"))
+                .unwrap_or_default();
+            self.warnings
+                .push(format!("{prefix}{unknown}{at}; ignored"));
+        }
+    }
+
+    fn section<'a>(
+        &mut self,
+        top: &Object<'a>,
+        key: &str,
+        known: &[&'static str],
+    ) -> Option<&'a Map<String, Value>> {
+        match top.get(key)?.0 {
+            Value::Object(map) => {
+                self.warn_unknown(&Object::new(map, None), known, &format!("{key}: "));
+                Some(map)
+            }
+            other => {
+                self.problems.push(format!(
+                    "{key}: expected an object, found {}",
+                    describe_json(other)
+                ));
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, object: &Object, key: &str, field: &str) -> Option<String> {
+        match object.get(field)?.0 {
+            Value::String(s) => Some(s.clone()),
+            other => {
+                self.problems.push(format!(
+                    "{key}: expected a string, found {}",
+                    describe_json(other)
+                ));
+                None
+            }
+        }
+    }
+
+    fn path(&mut self, object: &Object, key: &str, default: &str) -> PathBuf {
+        let raw = self
+            .string(object, key, leaf(key))
+            .unwrap_or_else(|| default.to_string());
+        PathBuf::from(self.expand(key, &raw).unwrap_or_default())
+    }
+
+    fn expand(&mut self, key: &str, raw: &str) -> Option<String> {
+        match expand_vars(raw, self.env) {
+            Ok(s) => Some(s),
+            Err(var) => {
+                self.problems
+                    .push(format!("{key}: ${var} in {raw:?} is not set"));
+                None
+            }
+        }
+    }
+
+    fn number(&mut self, object: &Object, key: &str, default: u64) -> u64 {
+        match object.get(leaf(key)).map(|(v, _)| v) {
+            None => default,
+            Some(v) => match v.as_u64().filter(|n| *n > 0 && *n <= u32::MAX as u64) {
+                Some(n) => n,
+                None => {
+                    self.problems.push(format!(
+                        "{key}: expected a positive whole number, found {}",
+                        describe_json(v)
+                    ));
+                    default
+                }
+            },
+        }
+    }
+
+    fn duration(&mut self, object: &Object, key: &str, default: Duration) -> Duration {
+        match object.get(key) {
+            None => default,
+            Some((v, _)) => match schedule::parse_duration(v) {
+                Ok(Some(d)) => d,
+                Ok(None) => default,
+                Err(e) => {
+                    self.problems.push(format!("{key}: {e}"));
+                    default
+                }
+            },
+        }
+    }
+
+    fn addr(&mut self, srv: &Object) -> String {
+        match srv.get("Port").map(|(v, _)| v) {
+            None => ":8080".into(),
+            // A bare number is a port, as people write it.
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|p| p <= 65535) => format!(":{n}"),
+            Some(Value::String(s)) => match parse_addr(s) {
+                Ok(_) => s.clone(),
+                Err(e) => {
+                    self.problems.push(format!("SrvConf.Port: {e}"));
+                    String::new()
+                }
+            },
+            Some(other) => {
+                self.problems.push(format!(
+                    "SrvConf.Port: expected a listen address such as \":8080\", found {}",
+                    describe_json(other)
+                ));
+                String::new()
+            }
+        }
+    }
+
+    fn level(&mut self, log: &Object) -> LevelFilter {
+        let Some(level) = self.string(log, "LogConf.Level", "Level") else {
+            return LevelFilter::Info;
+        };
+        match level.to_ascii_lowercase().as_str() {
+            "error" => LevelFilter::Error,
+            "warn" | "warning" => LevelFilter::Warn,
+            "info" => LevelFilter::Info,
+            "debug" => LevelFilter::Debug,
+            "trace" => LevelFilter::Trace,
+            _ => {
+                self.problems.push(format!(
+                    "LogConf.Level: {level:?} is not one of error, warn, info, debug, trace"
+                ));
+                LevelFilter::Info
+            }
+        }
+    }
+
+    fn keyring(&mut self, top: &Object) -> KeyringChoice {
+        let Some(choice) = self.string(top, "Keyring", "Keyring") else {
+            return KeyringChoice::Auto;
+        };
+        match choice.as_str() {
+            "auto" => KeyringChoice::Auto,
+            "secret-service" => KeyringChoice::SecretService,
+            "keyutils" => KeyringChoice::Keyutils,
+            _ => {
+                self.problems.push(format!(
+                    "Keyring: {choice:?} is not one of auto, secret-service, keyutils"
+                ));
+                KeyringChoice::Auto
+            }
+        }
+    }
+}
+
+/// Expands `$VAR` and `${VAR}`; `Err` names a variable that is not set. A
+/// `$` not followed by a name stays as it is.
+pub fn expand_vars(raw: &str, env: Env) -> Result<String, String> {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let (name, consumed) = if let Some(braced) = after.strip_prefix('{') {
+            match braced.find('}') {
+                Some(end) => (&braced[..end], end + 2),
+                None => ("", 0),
+            }
+        } else {
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            (&after[..end], end)
+        };
+        if name.is_empty() {
+            out.push('$');
+            rest = after;
+            continue;
+        }
+        out.push_str(&env(name).ok_or_else(|| name.to_string())?);
+        rest = &after[consumed..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Parses a listen address: `HOST:PORT`, `[V6]:PORT`, or `:PORT` (loopback
+/// only). `Ok(None)`: empty, no server.
+pub fn parse_addr(addr: &str) -> Result<Option<SocketAddr>, String> {
+    let addr = addr.trim();
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    let full = match addr.strip_prefix(':') {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => addr.to_string(),
+    };
+    let Some((_, port)) = full.rsplit_once(':') else {
+        return Err(format!(
+            "listen address {addr:?} has no port; write \":{addr}\" for the loopback address"
+        ));
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!(
+            "listen address {addr:?}: {port:?} is not a port number"
+        ));
+    }
+    match full.to_socket_addrs() {
+        Ok(mut addrs) => match addrs.next() {
+            Some(a) => Ok(Some(a)),
+            None => Err(format!("listen address {addr:?} resolves to no address")),
+        },
+        Err(e) => Err(format!("listen address {addr:?}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "HOME" => Some("/home/u".into()),
+            "DATA" => Some("/srv".into()),
+            _ => None,
+        }
+    }
+
+    fn load_text(text: &str) -> Result<(Config, Vec<String>), ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        fs::write(&path, text).unwrap();
+        load(Some(&path), &env).map(|(c, _, w)| (c, w))
+    }
+
+    #[test]
+    fn defaults_when_the_default_file_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let xdg = dir.path().to_str().unwrap().to_string();
+        let env = move |name: &str| match name {
+            "XDG_CONFIG_HOME" => Some(xdg.clone()),
+            other => env(other),
+        };
+        let (config, source, warnings) = load(None, &env).unwrap();
+        assert!(matches!(source, Source::Defaults(_)));
+        assert!(warnings.is_empty());
+        assert_eq!(
+            config.job_path,
+            PathBuf::from("/home/u/.config/restic-cronned/jobs")
+        );
+        assert_eq!(config.addr, ":8080");
+        assert_eq!(config.log_max_age_days, 30);
+        assert_eq!(config.stop_grace, Duration::from_secs(30));
+        assert_eq!(
+            config.state_dir,
+            PathBuf::from("/home/u/.local/share/restic-cronned")
+        );
+    }
+
+    #[test]
+    fn reads_the_originals_config_with_any_case() {
+        let (config, warnings) = load_text(
+            r#"{"jobpath": "$DATA/jobs", "SrvConf": {"port": ":9000"},
+                "LogConf": {"LogDir": "${HOME}/logs", "MaxAge": 7, "MaxSize": 1, "Levle": "x"}}"#,
+        )
+        .unwrap();
+        assert_eq!(config.job_path, PathBuf::from("/srv/jobs"));
+        assert_eq!(config.addr, ":9000");
+        assert_eq!(config.log_dir, PathBuf::from("/home/u/logs"));
+        assert_eq!((config.log_max_age_days, config.log_max_size_mb), (7, 1));
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].contains("\"Levle\" (did you mean \"Level\"?)"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_line_and_the_value() {
+        let err = load_text("{\n  \"JobPath\": \"x\",\n}")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("config:3:1: not valid JSON"), "{err}");
+        let err = load_text(r#"{"JobPath": "$NOPE/x", "LogConf": {"MaxAge": "30"}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("JobPath: $NOPE in \"$NOPE/x\" is not set"),
+            "{err}"
+        );
+        assert!(
+            err.contains("LogConf.MaxAge: expected a positive whole number, found string \"30\""),
+            "{err}"
+        );
+        let err = load_text(r#"{"SrvConf": {"Port": "8080"}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("has no port"), "{err}");
+    }
+
+    #[test]
+    fn port_only_addresses_bind_loopback() {
+        assert_eq!(
+            parse_addr(":8080").unwrap(),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        assert_eq!(
+            parse_addr("0.0.0.0:1").unwrap(),
+            Some("0.0.0.0:1".parse().unwrap())
+        );
+        assert_eq!(
+            parse_addr("[::1]:0").unwrap(),
+            Some("[::1]:0".parse().unwrap())
+        );
+        assert_eq!(parse_addr("").unwrap(), None);
+        assert!(parse_addr("8080").is_err());
+        assert!(parse_addr(":http").is_err());
+    }
+
+    #[test]
+    fn expands_variables() {
+        assert_eq!(
+            expand_vars("$HOME/a/${DATA}b$", &env).unwrap(),
+            "/home/u/a//srvb$"
+        );
+        assert_eq!(expand_vars("$NOPE", &env).unwrap_err(), "NOPE");
+    }
+}

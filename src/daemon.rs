@@ -1,0 +1,576 @@
+//! The daemon: command line, start-up, and the supervisor that owns every
+//! job thread, answers the API's commands, reloads job files and shuts
+//! everything down on SIGTERM/SIGINT.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use crossbeam_channel::{Receiver, select, unbounded};
+use log::{error, info, warn};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::{Handle as SignalHandle, Signals};
+
+use crate::board::{Board, JobStatus, Status};
+use crate::config::{self, Config, Source};
+use crate::http::{Command, Envelope, HttpServer, Reply};
+use crate::job::{Context, Control, JobHandle, Notice};
+use crate::job_file::{self, Entry};
+use crate::logging;
+
+pub const USAGE: &str = "\
+Usage: restic-cronned [OPTIONS] [JOBDIR [ADDR]]
+
+Runs restic jobs from the JSON job files in JOBDIR on their schedules and
+serves a control API on ADDR.
+
+Arguments:
+  JOBDIR           job directory (default: the config's JobPath)
+  ADDR             listen address: HOST:PORT, [V6]:PORT, or :PORT for
+                   127.0.0.1 only; \"\" disables the HTTP server
+                   (default: the config's SrvConf.Port, :8080)
+
+Options:
+  --config FILE    read FILE instead of ~/.config/restic-cronned/config
+  --check          load the config and every job, print every problem,
+                   exit 0 when all is valid and 1 otherwise
+  -h, --help       print this help
+  -V, --version    print the version
+";
+
+/// What the command line asks for.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Args {
+    pub config: Option<PathBuf>,
+    pub check: bool,
+    pub help: bool,
+    pub version: bool,
+    pub job_dir: Option<PathBuf>,
+    pub addr: Option<String>,
+}
+
+/// Why the daemon stopped or could not start; `main` maps it to an exit code.
+#[derive(Debug)]
+pub enum Error {
+    /// Bad command line (exit 2).
+    Usage(String),
+    /// Bad config or job directory (exit 2).
+    Setup(String),
+    /// `--check` found problems (exit 1; they were printed).
+    CheckFailed,
+    /// A fatal error at run time (exit 1).
+    Runtime(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(m) | Error::Setup(m) | Error::Runtime(m) => f.write_str(m),
+            Error::CheckFailed => f.write_str("the check found problems"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Parses the command line (without the program name).
+pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, Error> {
+    let mut parsed = Args::default();
+    let mut positional = Vec::new();
+    let mut args = args.into_iter();
+    let mut options_done = false;
+    while let Some(arg) = args.next() {
+        if options_done || !arg.starts_with('-') || arg == "-" {
+            positional.push(arg);
+            continue;
+        }
+        match arg.as_str() {
+            "--" => options_done = true,
+            "--check" => parsed.check = true,
+            "-h" | "--help" => parsed.help = true,
+            "-V" | "--version" => parsed.version = true,
+            "--config" => match args.next() {
+                Some(file) => parsed.config = Some(file.into()),
+                None => return Err(Error::Usage("--config needs a file".into())),
+            },
+            _ => match arg.strip_prefix("--config=") {
+                Some(file) => parsed.config = Some(file.into()),
+                None => return Err(Error::Usage(format!("unknown option {arg:?}"))),
+            },
+        }
+    }
+    let mut positional = positional.into_iter();
+    parsed.job_dir = positional.next().map(PathBuf::from);
+    parsed.addr = positional.next();
+    if let Some(extra) = positional.next() {
+        return Err(Error::Usage(format!("unexpected argument {extra:?}")));
+    }
+    Ok(parsed)
+}
+
+/// Runs the daemon (or the check) until SIGTERM/SIGINT.
+pub fn run(args: Args) -> Result<(), Error> {
+    let env = |name: &str| std::env::var(name).ok();
+    let (mut config, source, warnings) =
+        config::load(args.config.as_deref(), &env).map_err(|e| Error::Setup(e.to_string()))?;
+    if let Some(dir) = args.job_dir {
+        config.job_path = dir;
+    }
+    if let Some(addr) = args.addr {
+        config::parse_addr(&addr).map_err(Error::Setup)?;
+        config.addr = addr;
+    }
+    if args.check {
+        return check(&config, &warnings);
+    }
+    if let Some(warning) = logging::init(&config) {
+        warn!("{warning}");
+    }
+    match &source {
+        Source::File(path) => info!("config from {}", path.display()),
+        Source::Defaults(path) => info!("no config file at {}; using defaults", path.display()),
+    }
+    for warning in &warnings {
+        warn!("config: {warning}");
+    }
+    job_file::check_dir(&config.job_path).map_err(|e| Error::Setup(e.to_string()))?;
+    Daemon::start(config)?.run()
+}
+
+/// `--check`: print every problem; `Err(CheckFailed)` when there are errors.
+fn check(config: &Config, config_warnings: &[String]) -> Result<(), Error> {
+    for warning in config_warnings {
+        println!("warning: config: {warning}");
+    }
+    let entries = job_file::load_dir(&config.job_path).map_err(|e| {
+        println!("error: {e}");
+        Error::CheckFailed
+    })?;
+    let mut errors = 0;
+    for entry in &entries {
+        for warning in &entry.warnings {
+            println!("warning: {warning}");
+        }
+        match &entry.job {
+            Ok(job) => {
+                let schedule = job
+                    .schedule
+                    .as_ref()
+                    .map_or("only when triggered".into(), |s| s.to_string());
+                println!("ok: {} ({}): {schedule}", job.name, entry.path.display());
+            }
+            Err(problems) => {
+                errors += problems.len();
+                for problem in problems {
+                    println!("error: {problem}");
+                }
+            }
+        }
+    }
+    println!(
+        "{} job file(s) in {}, {} valid, {errors} error(s)",
+        entries.len(),
+        config.job_path.display(),
+        entries.iter().filter(|e| e.job.is_ok()).count()
+    );
+    if errors > 0 {
+        Err(Error::CheckFailed)
+    } else {
+        Ok(())
+    }
+}
+
+/// A file of the job directory, valid (with its thread) or not.
+struct Slot {
+    entry: Entry,
+    handle: Option<JobHandle>,
+}
+
+struct Daemon {
+    context: Arc<Context>,
+    notices: Receiver<Notice>,
+    commands: Receiver<Envelope>,
+    signals: Receiver<i32>,
+    // Drop order: the HTTP server goes first (it sends us commands), then
+    // the jobs are stopped, then the signal thread.
+    http: Option<HttpServer>,
+    slots: BTreeMap<String, Slot>,
+    /// Removed jobs whose thread may still be stopping restic.
+    retiring: Vec<JobHandle>,
+    signal_thread: Option<(SignalHandle, JoinHandle<()>)>,
+}
+
+impl Daemon {
+    fn start(config: Config) -> Result<Daemon, Error> {
+        let (signal_sender, signals) = unbounded();
+        let mut signal_source = Signals::new([SIGTERM, SIGINT, SIGHUP])
+            .map_err(|e| Error::Runtime(format!("cannot install signal handlers: {e}")))?;
+        let signal_handle = signal_source.handle();
+        let signal_thread = thread::Builder::new()
+            .name("signals".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                for signal in signal_source.forever() {
+                    if signal_sender.send(signal).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| Error::Runtime(format!("cannot start the signal thread: {e}")))?;
+
+        let directory = config.job_path.display().to_string();
+        let board = Board::new(&directory);
+        let (notice_sender, notices) = unbounded();
+        let context = Arc::new(Context {
+            board: board.clone(),
+            state_dir: config.state_dir.clone(),
+            job_dir: std::path::absolute(&config.job_path).unwrap_or(config.job_path.clone()),
+            stop_grace: config.stop_grace,
+            notices: notice_sender,
+        });
+        let (command_sender, commands) = unbounded();
+        let http = match config::parse_addr(&config.addr).map_err(Error::Setup)? {
+            None => {
+                info!("no listen address: the HTTP server is off");
+                None
+            }
+            Some(addr) => {
+                let server = tiny_http::Server::http(addr)
+                    .map_err(|e| Error::Runtime(format!("cannot listen on {addr}: {e}")))?;
+                let bound = server.server_addr();
+                info!("listening on {bound}");
+                if !addr.ip().is_loopback() {
+                    warn!(
+                        "listening on {addr}, which is not a loopback address: anyone who \
+                         can reach it can control the jobs"
+                    );
+                }
+                Some(HttpServer::spawn(server, board, command_sender))
+            }
+        };
+        let mut daemon = Daemon {
+            context,
+            notices,
+            commands,
+            signals,
+            http,
+            slots: BTreeMap::new(),
+            retiring: Vec::new(),
+            signal_thread: Some((signal_handle, signal_thread)),
+        };
+        let entries =
+            job_file::load_dir(&daemon.context.job_dir).map_err(|e| Error::Setup(e.to_string()))?;
+        info!("{} job file(s) in {directory}", entries.len());
+        for entry in entries {
+            daemon.add(entry);
+        }
+        Ok(daemon)
+    }
+
+    fn run(mut self) -> Result<(), Error> {
+        loop {
+            select! {
+                recv(self.commands) -> msg => if let Ok((command, reply)) = msg {
+                    let answer = self.command(command);
+                    let _ = reply.send(answer);
+                },
+                recv(self.notices) -> msg => if let Ok(Notice::FollowUp { from, next }) = msg {
+                    for name in next {
+                        self.follow_up(from.as_str(), name.as_str());
+                    }
+                },
+                recv(self.signals) -> msg => match msg {
+                    Ok(SIGHUP) => {
+                        info!("SIGHUP: reloading the job directory");
+                        let reply = self.reload_all();
+                        info!("reload: {}", reply.body.trim_end());
+                    }
+                    Ok(signal) => {
+                        info!("signal {signal}: stopping every job");
+                        break;
+                    }
+                    Err(_) => break,
+                },
+            }
+            self.retiring.retain(|handle| !handle.is_finished());
+        }
+        self.shutdown();
+        info!("stopped");
+        Ok(())
+    }
+
+    /// Starts a slot for `entry` (a job thread when it is valid).
+    fn add(&mut self, entry: Entry) {
+        let file_name = entry.file_name();
+        for warning in &entry.warnings {
+            warn!("{warning}");
+        }
+        let handle = match &entry.job {
+            Ok(job) => Some(JobHandle::spawn(
+                Arc::new(job.clone()),
+                file_name.clone(),
+                self.context.clone(),
+            )),
+            Err(problems) => {
+                for problem in problems {
+                    error!("{problem}");
+                }
+                self.context
+                    .board
+                    .insert(&file_name, JobStatus::invalid(&entry));
+                None
+            }
+        };
+        self.slots.insert(file_name, Slot { entry, handle });
+    }
+
+    /// Removes the slot of `file_name`; its thread stops in the background.
+    fn retire(&mut self, file_name: &str) {
+        if let Some(slot) = self.slots.remove(file_name) {
+            self.context.board.remove(file_name);
+            if let Some(handle) = slot.handle {
+                handle.send(Control::Exit);
+                self.retiring.push(handle);
+            }
+        }
+    }
+
+    fn find(&self, name: &str) -> Option<(&String, &Slot)> {
+        self.slots.iter().find(|(_, slot)| slot.entry.name == name)
+    }
+
+    fn command(&mut self, command: Command) -> Reply {
+        match command {
+            Command::StopAll => {
+                for slot in self.slots.values() {
+                    if let Some(handle) = &slot.handle {
+                        handle.send(Control::Stop);
+                    }
+                }
+                Reply::done()
+            }
+            Command::Reload(None) => self.reload_all(),
+            Command::Reload(Some(name)) => self.reload_one(&name),
+            Command::Stop(name)
+            | Command::Restart(name)
+            | Command::Trigger(name)
+            | Command::Remove(name)
+                if self.find(&name).is_none() =>
+            {
+                Reply::no_such_job()
+            }
+            Command::Stop(name) => self.send(&name, Control::Stop),
+            Command::Restart(name) => self.send(&name, Control::Restart),
+            Command::Trigger(name) => {
+                let (_, slot) = self.find(&name).expect("checked above");
+                match (&slot.handle, self.context.board.status_of(&name)) {
+                    (Some(handle), Some(Status::Waiting | Status::Working)) => {
+                        handle.trigger();
+                        Reply::done()
+                    }
+                    _ => Reply::text(
+                        409,
+                        format!("job {name} is stopped or invalid; /restart or /reload it first"),
+                    ),
+                }
+            }
+            Command::Remove(name) => {
+                let file_name = self.find(&name).expect("checked above").0.clone();
+                self.retire(&file_name);
+                info!("[{name}] removed until the next reload");
+                Reply::done()
+            }
+        }
+    }
+
+    fn send(&self, name: &str, control: Control) -> Reply {
+        let (_, slot) = self.find(name).expect("the caller checked the name");
+        match &slot.handle {
+            Some(handle) => {
+                handle.send(control);
+                Reply::done()
+            }
+            None if matches!(control, Control::Stop) => Reply::done(),
+            None => Reply::text(
+                409,
+                format!(
+                    "job {name} is invalid: {}",
+                    JobStatus::invalid(&slot.entry).error.unwrap_or_default()
+                ),
+            ),
+        }
+    }
+
+    fn follow_up(&self, from: &str, name: &str) {
+        match self.find(name) {
+            Some((_, slot)) => match (&slot.handle, self.context.board.status_of(name)) {
+                (Some(handle), Some(Status::Waiting | Status::Working)) => {
+                    info!("[{from}] triggers {name}");
+                    handle.trigger();
+                }
+                _ => warn!("[{from}] follow-up job {name} is stopped or invalid; not triggered"),
+            },
+            None => warn!("[{from}] follow-up job {name} no longer exists"),
+        }
+    }
+
+    /// `/reload?name=N`: re-reads N's file; the old definition stays when the
+    /// new one is invalid.
+    fn reload_one(&mut self, name: &str) -> Reply {
+        let Some((file_name, slot)) = self.find(name) else {
+            return Reply::text(404, "No such job");
+        };
+        let file_name = file_name.clone();
+        let path = slot.entry.path.clone();
+        if !path.is_file() {
+            return Reply::text(
+                422,
+                format!(
+                    "{} no longer exists; /reload re-reads the whole directory",
+                    path.display()
+                ),
+            );
+        }
+        let mut entries: Vec<Entry> = self.slots.values().map(|s| s.entry.clone()).collect();
+        let index = self
+            .slots
+            .keys()
+            .position(|k| *k == file_name)
+            .expect("the slot exists");
+        entries[index] = job_file::load_file(&path);
+        job_file::validate_set(&mut entries);
+        let entry = entries.swap_remove(index);
+        if let Err(problems) = &entry.job {
+            let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            return Reply::text(422, text.join("\n"));
+        }
+        self.replace(&file_name, entry);
+        Reply::done()
+    }
+
+    /// Puts a valid `entry` in the slot `file_name`, reusing its thread.
+    fn replace(&mut self, file_name: &str, entry: Entry) {
+        let job = Arc::new(entry.job.clone().expect("only valid entries replace"));
+        for warning in &entry.warnings {
+            warn!("{warning}");
+        }
+        match self.slots.get_mut(file_name) {
+            Some(slot) if slot.handle.is_some() => {
+                slot.handle
+                    .as_ref()
+                    .expect("checked")
+                    .send(Control::Replace(job));
+                slot.entry = entry;
+            }
+            _ => {
+                self.slots.remove(file_name);
+                self.add(entry);
+            }
+        }
+    }
+
+    /// `/reload` and SIGHUP: all or nothing.
+    fn reload_all(&mut self) -> Reply {
+        let entries = match job_file::load_dir(&self.context.job_dir) {
+            Ok(entries) => entries,
+            Err(e) => return Reply::text(422, e.to_string()),
+        };
+        let problems: Vec<String> = entries
+            .iter()
+            .filter_map(|e| e.job.as_ref().err())
+            .flatten()
+            .map(|p| p.to_string())
+            .collect();
+        if !problems.is_empty() {
+            return Reply::text(422, format!("nothing reloaded:\n{}", problems.join("\n")));
+        }
+        let mut new: BTreeMap<String, Entry> =
+            entries.into_iter().map(|e| (e.file_name(), e)).collect();
+        let gone: Vec<String> = self
+            .slots
+            .keys()
+            .filter(|k| !new.contains_key(*k))
+            .cloned()
+            .collect();
+        let removed = gone.len();
+        for file_name in gone {
+            self.retire(&file_name);
+        }
+        let (mut added, mut changed, mut unchanged) = (0, 0, 0);
+        // A renamed job must not meet its old name still running elsewhere:
+        // removals above happen first.
+        for (file_name, entry) in std::mem::take(&mut new) {
+            match self.slots.get(&file_name) {
+                None => {
+                    added += 1;
+                    self.add(entry);
+                }
+                Some(slot) if slot.entry.job == entry.job && slot.handle.is_some() => {
+                    unchanged += 1
+                }
+                Some(slot) if slot.entry.name != entry.name => {
+                    // A new name is a new job (with its own state file).
+                    changed += 1;
+                    self.retire(&file_name);
+                    self.add(entry);
+                }
+                Some(_) => {
+                    changed += 1;
+                    self.replace(&file_name, entry);
+                }
+            }
+        }
+        Reply::text(
+            200,
+            format!(
+                "reloaded: {added} added, {changed} changed, {removed} removed, {unchanged} unchanged"
+            ),
+        )
+    }
+
+    /// Stops the HTTP server, then every job (in parallel), and waits.
+    fn shutdown(&mut self) {
+        drop(self.http.take());
+        for slot in self.slots.values() {
+            if let Some(handle) = &slot.handle {
+                handle.send(Control::Exit);
+            }
+        }
+        self.slots.clear();
+        self.retiring.clear();
+        if let Some((handle, thread)) = self.signal_thread.take() {
+            handle.close();
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Result<Args, Error> {
+        parse_args(list.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn parses_positionals_and_options() {
+        let a = args(&["--config", "c.json", "jobs", ":9000"]).unwrap();
+        assert_eq!(a.config, Some("c.json".into()));
+        assert_eq!(a.job_dir, Some("jobs".into()));
+        assert_eq!(a.addr.as_deref(), Some(":9000"));
+        assert!(args(&["--check", "--config=x", "j"]).unwrap().check);
+        assert!(args(&["--", "--weird-dir"]).unwrap().job_dir.is_some());
+        assert!(matches!(args(&["--bogus"]), Err(Error::Usage(_))));
+        assert!(matches!(args(&["a", "b", "c"]), Err(Error::Usage(_))));
+        assert!(matches!(args(&["--config"]), Err(Error::Usage(_))));
+    }
+}

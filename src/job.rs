@@ -1,0 +1,697 @@
+//! One job as an actor: a thread that owns the job's state and blocks on
+//! `select!` over its control inbox, its trigger inbox and its next deadline;
+//! it runs restic, applies the retry and follow-up rules, persists its next
+//! trigger and publishes its status on the board.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, after, bounded, never, select, unbounded};
+use jiff::Timestamp;
+use log::{info, warn};
+
+use crate::board::{Board, JobStatus, Outcome, RunRecord, Status};
+use crate::job_file::{Job, JobName};
+use crate::process::{ChildEvent, RunningChild, Spec, Stream, describe_status};
+use crate::schedule::{self, Deadlines, Saved};
+use crate::state::{self, State};
+
+/// How much of a run's output is kept with its record.
+const TAIL_BYTES: usize = 64 * 1024;
+/// A job re-reads the wall clock at least this often, so a deadline that
+/// passed during a suspend fires within a minute of resume.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// Between SIGTERM and SIGKILL when stopping restic.
+const TERM_GRACE: Duration = Duration::from_secs(10);
+/// How long to wait for the pipes to close after restic exited before the
+/// rest of its process group is killed.
+const PIPE_GRACE: Duration = Duration::from_secs(2);
+
+/// What the daemon tells a job.
+#[derive(Debug)]
+pub enum Control {
+    /// Stop: interrupt a running restic; wait for nothing until restarted.
+    Stop,
+    /// Stop if needed, then apply the start rules again.
+    Restart,
+    /// A new definition, applied after a running restic ends.
+    Replace(Arc<Job>),
+    /// Stop and end the thread (removal, reload or shutdown).
+    Exit,
+}
+
+/// What a job tells the daemon.
+#[derive(Debug)]
+pub enum Notice {
+    /// The job succeeded; trigger these jobs.
+    FollowUp { from: JobName, next: Vec<JobName> },
+}
+
+/// What every job shares.
+pub struct Context {
+    pub board: Board,
+    pub state_dir: PathBuf,
+    pub job_dir: PathBuf,
+    pub stop_grace: Duration,
+    pub notices: Sender<Notice>,
+}
+
+/// The daemon's handle on a job thread.
+pub struct JobHandle {
+    // Field order is drop order: the senders go before the thread is joined
+    // in `Drop`, so a thread that has not seen `Exit` still sees its inbox
+    // disconnect and ends.
+    control: Sender<Control>,
+    trigger: Sender<()>,
+    thread: Option<JoinHandle<()>>,
+    pub owner: u64,
+}
+
+impl JobHandle {
+    /// Publishes `job` on the board under `file_name` and starts its thread.
+    pub fn spawn(job: Arc<Job>, file_name: String, context: Arc<Context>) -> JobHandle {
+        static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
+        let owner = NEXT_OWNER.fetch_add(1, Ordering::Relaxed);
+        let (control_sender, control) = unbounded();
+        // Capacity one: a trigger that arrives while one is pending (or while
+        // the job runs) coalesces with it.
+        let (trigger_sender, trigger) = bounded(1);
+        context
+            .board
+            .insert(&file_name, JobStatus::new(owner, job.clone()));
+        let name = job.name.to_string();
+        let actor = Actor {
+            job,
+            file_name,
+            owner,
+            context,
+            control,
+            trigger,
+            stopped: false,
+            deadlines: Deadlines::default(),
+            current_retry: 0,
+            consecutive_failures: 0,
+            last_run: None,
+            last_success: None,
+            after_run: Vec::new(),
+        };
+        let thread = thread::Builder::new()
+            .name(format!("job {name}"))
+            .stack_size(256 * 1024)
+            .spawn(move || actor.run())
+            .expect("the system can start a thread for a job");
+        JobHandle {
+            control: control_sender,
+            trigger: trigger_sender,
+            thread: Some(thread),
+            owner,
+        }
+    }
+
+    pub fn send(&self, control: Control) {
+        // A thread that has ended has nothing left to control.
+        let _ = self.control.send(control);
+    }
+
+    /// Asks for a run; `false` when a run was already pending (coalesced).
+    pub fn trigger(&self) -> bool {
+        match self.trigger.try_send(()) {
+            Ok(()) => true,
+            Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => false,
+        }
+    }
+
+    /// Whether the thread has ended.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+}
+
+impl Drop for JobHandle {
+    fn drop(&mut self) {
+        let _ = self.control.send(Control::Exit);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+enum Event {
+    Control(Control),
+    Trigger,
+    Timer,
+}
+
+/// Why a run is ending early.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Interrupt {
+    Stop,
+    Timeout,
+}
+
+struct Actor {
+    job: Arc<Job>,
+    file_name: String,
+    owner: u64,
+    context: Arc<Context>,
+    control: Receiver<Control>,
+    trigger: Receiver<()>,
+    stopped: bool,
+    deadlines: Deadlines,
+    current_retry: u32,
+    consecutive_failures: u32,
+    last_run: Option<Timestamp>,
+    last_success: Option<Timestamp>,
+    /// Controls that arrived during a run, handled after it.
+    after_run: Vec<Control>,
+}
+
+impl Actor {
+    fn run(mut self) {
+        self.start();
+        while let Some(event) = self.next_event() {
+            let keep_going = match event {
+                Event::Control(control) => self.handle(control),
+                Event::Trigger => self.run_restic(true),
+                Event::Timer => self.run_restic(false),
+            };
+            if !keep_going {
+                break;
+            }
+        }
+        info!("[{}] job ended", self.job.name);
+    }
+
+    fn next_event(&self) -> Option<Event> {
+        let now = Timestamp::now();
+        let timer = match self.deadlines.next() {
+            Some(deadline) if !self.stopped => after(schedule::until(deadline, now).min(MAX_SLEEP)),
+            _ => never(),
+        };
+        let trigger = if self.stopped {
+            never()
+        } else {
+            self.trigger.clone()
+        };
+        select! {
+            recv(self.control) -> msg => msg.ok().map(Event::Control),
+            recv(trigger) -> msg => msg.ok().map(|()| Event::Trigger),
+            recv(timer) -> _ => Some(Event::Timer),
+        }
+    }
+
+    /// Handles a control message; `false` ends the thread.
+    fn handle(&mut self, control: Control) -> bool {
+        match control {
+            Control::Stop => {
+                if !self.stopped {
+                    info!("[{}] stopped", self.job.name);
+                }
+                self.stopped = true;
+                self.publish(|s| {
+                    s.status = Status::Stopped;
+                    s.next_run = None;
+                });
+            }
+            Control::Restart => {
+                info!("[{}] restarting", self.job.name);
+                self.start();
+            }
+            Control::Replace(job) => {
+                info!("[{}] new definition from {}", job.name, job.file.display());
+                self.job = job.clone();
+                self.publish(|s| {
+                    s.name = job.name.to_string();
+                    s.job = Some(job);
+                });
+                self.start();
+            }
+            Control::Exit => return false,
+        }
+        true
+    }
+
+    fn state_path(&self) -> PathBuf {
+        state::path(&self.context.state_dir, self.job.name.as_str())
+    }
+
+    fn publish(&self, change: impl FnOnce(&mut JobStatus)) {
+        self.context
+            .board
+            .update(&self.file_name, self.owner, change);
+    }
+
+    /// The start rules of SPEC §3, from the state file.
+    fn start(&mut self) {
+        // A stopped job ignored triggers; they must not fire now.
+        while self.trigger.try_recv().is_ok() {}
+        self.stopped = false;
+        let path = self.state_path();
+        let saved = match state::read(&path) {
+            Ok(None) => Saved::Missing,
+            Ok(Some(state)) => {
+                self.last_run = state.last_run;
+                self.last_success = state.last_success;
+                state.saved()
+            }
+            Err(why) => {
+                warn!("[{}] ignoring the state file: {why}", self.job.name);
+                Saved::Unreadable
+            }
+        };
+        let now = Timestamp::now();
+        let (deadlines, current_retry) =
+            schedule::start_deadlines(self.job.schedule.as_ref(), &saved, now);
+        self.deadlines = deadlines;
+        self.current_retry = current_retry;
+        match deadlines.next() {
+            Some(next) if next <= now => info!("[{}] due now", self.job.name),
+            Some(next) => info!(
+                "[{}] next run at {}",
+                self.job.name,
+                state::local_rfc3339(next)
+            ),
+            None => info!("[{}] runs only when triggered", self.job.name),
+        }
+        if saved == Saved::Unreadable {
+            self.persist();
+        }
+        let (last_run, last_success) = (self.last_run, self.last_success);
+        self.publish(|s| {
+            s.status = Status::Waiting;
+            s.current_retry = current_retry;
+            s.last_success = s.last_success.or(last_success);
+            s.next_run = deadlines.next();
+            s.wait_start = deadlines.next().map(|_| now);
+            s.wait_end = deadlines.next();
+            if s.runs.is_empty() && last_run.is_some() {
+                s.error = None;
+            }
+        });
+    }
+
+    /// Writes the state file; a failure is logged, never fatal.
+    fn persist(&self) {
+        let state = State {
+            next_trigger: self.deadlines.next(),
+            next_regular: self
+                .deadlines
+                .regular
+                .filter(|_| self.deadlines.retry.is_some()),
+            current_retry: self.current_retry,
+            last_run: self.last_run,
+            last_success: self.last_success,
+        };
+        if let Err(e) = state::write(&self.state_path(), &state) {
+            warn!("[{}] {e}", self.job.name);
+        }
+    }
+
+    /// One run of restic, for a trigger or a deadline. Returns `false` when
+    /// the thread must end.
+    fn run_restic(&mut self, triggered: bool) -> bool {
+        let now = Timestamp::now();
+        let regular_due = self.deadlines.regular.filter(|d| *d <= now);
+        let retry_due = self.deadlines.retry.filter(|d| *d <= now);
+        if !triggered && regular_due.is_none() && retry_due.is_none() {
+            // The 60-second re-check of the wall clock: nothing is due yet.
+            return true;
+        }
+        // A run serves every deadline that is due when it starts.
+        if regular_due.is_some() {
+            self.deadlines.regular = None;
+        }
+        if retry_due.is_some() {
+            self.deadlines.retry = None;
+        }
+        let why = match (triggered, regular_due, retry_due) {
+            (true, _, _) => "triggered".to_string(),
+            (_, _, Some(_)) => format!("retry {}", self.current_retry),
+            _ => "scheduled".to_string(),
+        };
+        let record = self.execute(&why);
+        let end = record.end;
+        let detail = match (record.exit_code, &record.error) {
+            (Some(code), _) => format!("exit code {code}"),
+            (None, Some(error)) => error.clone(),
+            (None, None) => String::new(),
+        };
+        info!(
+            "[{}] run ended: {} ({detail}) after {:.3}s",
+            self.job.name,
+            record.outcome.as_str(),
+            end.duration_since(record.start).as_secs_f64()
+        );
+        self.last_run = Some(record.start);
+        if let (Some(schedule), Some(slot)) = (&self.job.schedule, regular_due) {
+            self.deadlines.regular = Some(schedule.next_slot(slot, end));
+        }
+        let outcome = record.outcome;
+        if outcome.succeeded() {
+            self.current_retry = 0;
+            self.consecutive_failures = 0;
+            self.deadlines.retry = None;
+            self.last_success = Some(end);
+        } else if outcome != Outcome::Stopped {
+            self.consecutive_failures += 1;
+            self.schedule_retry(&record);
+        }
+        self.persist();
+        let (deadlines, current_retry, failures, stopped) = (
+            self.deadlines,
+            self.current_retry,
+            self.consecutive_failures,
+            self.stopped,
+        );
+        let last_success = self.last_success;
+        self.publish(|s| {
+            s.status = if stopped {
+                Status::Stopped
+            } else {
+                Status::Waiting
+            };
+            s.running_since = None;
+            s.progress = 0.0;
+            s.current_retry = current_retry;
+            s.consecutive_failures = failures;
+            s.last_success = last_success;
+            s.next_run = deadlines.next().filter(|_| !stopped);
+            if let Some(next) = deadlines.next() {
+                s.wait_start = Some(end);
+                s.wait_end = Some(next);
+            }
+            s.error = record.error.clone();
+            s.record(record);
+        });
+        if outcome.succeeded() && !self.job.next_jobs.is_empty() {
+            let notice = Notice::FollowUp {
+                from: self.job.name.clone(),
+                next: self.job.next_jobs.clone(),
+            };
+            let _ = self.context.notices.send(notice);
+        }
+        let pending = std::mem::take(&mut self.after_run);
+        pending.into_iter().all(|control| self.handle(control))
+    }
+
+    /// Decides on a retry after a failed run.
+    fn schedule_retry(&mut self, record: &RunRecord) {
+        let name = &self.job.name;
+        let retries_left = match self.job.max_failed_retries {
+            n if n < 0 => true,
+            n => i64::from(self.current_retry) < n,
+        };
+        match self.job.retry_timer {
+            Some(timer) if retries_left => {
+                self.current_retry += 1;
+                let at = schedule::retry_deadline(timer, record.start, record.end);
+                self.deadlines.retry = Some(at);
+                info!(
+                    "[{name}] retry {} at {}",
+                    self.current_retry,
+                    state::local_rfc3339(at)
+                );
+            }
+            _ => {
+                self.current_retry = 0;
+                self.deadlines.retry = None;
+                if self.job.stop_after_failed_retries {
+                    warn!(
+                        "[{name}] failed and no retries are left: job stopped (StopAfterFailedRetries)"
+                    );
+                    self.stopped = true;
+                } else if self.job.retry_timer.is_some() {
+                    warn!("[{name}] failed and no retries are left; back to the regular schedule");
+                }
+            }
+        }
+    }
+
+    /// Starts restic and follows it to its end.
+    fn execute(&mut self, why: &str) -> RunRecord {
+        let name = self.job.name.clone();
+        let start = Timestamp::now();
+        let failed = |error: String| RunRecord {
+            start,
+            end: Timestamp::now(),
+            outcome: Outcome::Failure,
+            exit_code: None,
+            error: Some(error),
+            output_tail: String::new(),
+        };
+        if let Some(entry) = &self.job.keyring {
+            let error = format!(
+                "this job reads its password from the keyring (Service {:?}, Username {:?}), \
+                 and keyring support is not built yet; restic was not started",
+                entry.service, entry.username
+            );
+            warn!("[{name}] {error}");
+            return failed(error);
+        }
+        let spec = self.spec();
+        let mut child = match RunningChild::start(&spec) {
+            Ok(child) => child,
+            Err(e) => {
+                let error = format!("cannot start {}: {e}", spec.program.to_string_lossy());
+                warn!("[{name}] {error}");
+                return failed(error);
+            }
+        };
+        info!(
+            "[{name}] run started ({why}): {}",
+            spec.program.to_string_lossy()
+        );
+        self.publish(|s| {
+            s.status = Status::Working;
+            s.running_since = Some(start);
+        });
+        let mut tail = Tail::default();
+        let mut interrupt: Option<Interrupt> = None;
+        let mut ladder = Ladder::default();
+        let timeout = self.job.timeout.map(|t| Instant::now() + t);
+        let mut open_pipes = 2;
+        let mut exited_at: Option<Instant> = None;
+        let mut leftovers_killed = false;
+        let mut inbox_open = true;
+        loop {
+            let timeout_timer = match timeout {
+                Some(at) if interrupt.is_none() => crossbeam_channel::at(at),
+                _ => never(),
+            };
+            let ladder_timer = ladder.timer();
+            let pipe_timer = match exited_at {
+                Some(at) if !leftovers_killed => crossbeam_channel::at(at + PIPE_GRACE),
+                _ => never(),
+            };
+            let control = if exited_at.is_none() && inbox_open {
+                self.control.clone()
+            } else {
+                never()
+            };
+            select! {
+                recv(child.events) -> event => match event {
+                    Ok(ChildEvent::Line(stream, line)) => {
+                        match stream {
+                            Stream::Stdout => info!("[{name}] {line}"),
+                            Stream::Stderr => info!("[{name}] stderr: {line}"),
+                        }
+                        tail.push(&line);
+                    }
+                    Ok(ChildEvent::Closed(_)) => open_pipes -= 1,
+                    Ok(ChildEvent::Exited) => exited_at = Some(Instant::now()),
+                    Err(_) => break,
+                },
+                recv(control) -> msg => match msg {
+                    Ok(Control::Replace(job)) => self.after_run.push(Control::Replace(job)),
+                    Ok(control) => {
+                        if interrupt.is_none() {
+                            interrupt = Some(Interrupt::Stop);
+                            info!("[{name}] stopping restic");
+                            ladder.begin(&child, self.context.stop_grace);
+                        }
+                        self.after_run.push(control);
+                    }
+                    Err(_) => {
+                        inbox_open = false;
+                        if interrupt.is_none() {
+                            interrupt = Some(Interrupt::Stop);
+                            ladder.begin(&child, self.context.stop_grace);
+                        }
+                        self.after_run.push(Control::Exit);
+                    }
+                },
+                recv(timeout_timer) -> _ => {
+                    warn!("[{name}] still running after the timeout of {}; stopping restic",
+                        schedule::format_duration(self.job.timeout.unwrap_or_default()));
+                    interrupt = Some(Interrupt::Timeout);
+                    ladder.begin(&child, self.context.stop_grace);
+                },
+                recv(ladder_timer) -> _ => ladder.escalate(&child, &name),
+                recv(pipe_timer) -> _ => {
+                    // restic is gone but something it started holds the
+                    // pipes; the group is still ours until the reap below.
+                    child.signal_group(libc::SIGKILL);
+                    leftovers_killed = true;
+                },
+            }
+            if exited_at.is_some() && open_pipes == 0 {
+                break;
+            }
+        }
+        // Anything restic left in its group must not outlive the run.
+        child.signal_group(libc::SIGKILL);
+        let status = child.reap();
+        let end = Timestamp::now();
+        let (outcome, exit_code, error) = match status {
+            Err(e) => (
+                Outcome::Failure,
+                None,
+                Some(format!("cannot wait for restic: {e}")),
+            ),
+            Ok(status) => {
+                let code = status.code();
+                let outcome = match interrupt {
+                    Some(Interrupt::Stop) => Outcome::Stopped,
+                    Some(Interrupt::Timeout) => Outcome::Timeout,
+                    None => classify(code, &tail.text),
+                };
+                let error = match outcome {
+                    Outcome::Success => None,
+                    Outcome::Warning => {
+                        Some("some files could not be read (restic exit code 3)".into())
+                    }
+                    Outcome::Stopped => Some(format!("stopped ({})", describe_status(status))),
+                    Outcome::Timeout => Some(format!(
+                        "timed out after {} ({})",
+                        schedule::format_duration(self.job.timeout.unwrap_or_default()),
+                        describe_status(status)
+                    )),
+                    Outcome::Locked => Some("the repository is locked by another process".into()),
+                    Outcome::Failure => {
+                        Some(format!("restic failed ({})", describe_status(status)))
+                    }
+                };
+                (outcome, code, error)
+            }
+        };
+        RunRecord {
+            start,
+            end,
+            outcome,
+            exit_code,
+            error,
+            output_tail: tail.text,
+        }
+    }
+
+    fn spec(&self) -> Spec {
+        let program = if self.job.restic_path.is_empty() {
+            "restic".into()
+        } else {
+            self.job.restic_path.clone().into()
+        };
+        Spec {
+            program,
+            args: self.job.restic_arguments.clone(),
+            cwd: self.context.job_dir.clone(),
+            env: self
+                .job
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            env_remove: Vec::new(),
+        }
+    }
+}
+
+/// The outcome of a run that ended by itself.
+fn classify(code: Option<i32>, output: &str) -> Outcome {
+    match code {
+        Some(0) => Outcome::Success,
+        Some(3) => Outcome::Warning,
+        Some(11) => Outcome::Locked,
+        Some(1) if output.contains("repository is already locked") => Outcome::Locked,
+        _ => Outcome::Failure,
+    }
+}
+
+/// The last [`TAIL_BYTES`] of a run's output.
+#[derive(Default)]
+struct Tail {
+    text: String,
+}
+
+impl Tail {
+    fn push(&mut self, line: &str) {
+        self.text.push_str(line);
+        self.text.push('\n');
+        if self.text.len() > TAIL_BYTES {
+            let mut cut = self.text.len() - TAIL_BYTES;
+            while !self.text.is_char_boundary(cut) {
+                cut += 1;
+            }
+            self.text.drain(..cut);
+        }
+    }
+}
+
+/// The stop ladder: SIGINT (restic removes its lock), after the grace
+/// SIGTERM, ten seconds later SIGKILL.
+#[derive(Default)]
+struct Ladder {
+    next: Option<(Instant, libc::c_int)>,
+}
+
+impl Ladder {
+    fn begin(&mut self, child: &RunningChild, grace: Duration) {
+        child.signal_group(libc::SIGINT);
+        self.next = Some((Instant::now() + grace, libc::SIGTERM));
+    }
+
+    fn timer(&self) -> Receiver<Instant> {
+        self.next
+            .map_or_else(never, |(at, _)| crossbeam_channel::at(at))
+    }
+
+    fn escalate(&mut self, child: &RunningChild, name: &JobName) {
+        let Some((_, signal)) = self.next else { return };
+        if signal == libc::SIGTERM {
+            warn!("[{name}] restic ignored SIGINT; sending SIGTERM");
+            self.next = Some((Instant::now() + TERM_GRACE, libc::SIGKILL));
+        } else {
+            warn!("[{name}] restic ignored SIGTERM; sending SIGKILL");
+            self.next = None;
+        }
+        child.signal_group(signal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_exit_codes_of_old_and_new_restic() {
+        assert_eq!(classify(Some(0), ""), Outcome::Success);
+        assert_eq!(classify(Some(3), ""), Outcome::Warning);
+        assert_eq!(classify(Some(11), ""), Outcome::Locked);
+        let old = "unable to create lock in backend: repository is already locked by PID 7";
+        assert_eq!(classify(Some(1), old), Outcome::Locked);
+        assert_eq!(classify(Some(1), "Fatal: wrong password"), Outcome::Failure);
+        assert_eq!(classify(None, ""), Outcome::Failure);
+    }
+
+    #[test]
+    fn tail_keeps_the_last_bytes_on_char_boundaries() {
+        let mut tail = Tail::default();
+        for _ in 0..20_000 {
+            tail.push("äöü line");
+        }
+        assert!(tail.text.len() <= TAIL_BYTES);
+        assert!(tail.text.ends_with("äöü line\n"));
+    }
+}

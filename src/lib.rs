@@ -1,0 +1,14 @@
+//! restic-cronned: runs restic jobs on their schedules, one thread per job,
+//! controlled over a small HTTP API.
+
+pub mod board;
+pub mod config;
+pub mod daemon;
+pub mod http;
+pub mod job;
+pub mod job_file;
+pub mod json;
+pub mod logging;
+pub mod process;
+pub mod schedule;
+pub mod state;

@@ -1,0 +1,257 @@
+//! A running restic child as a value: started in its own process group,
+//! stdout and stderr read on their own threads into a channel, its exit
+//! reported on the same channel, signalled as a group, and always reaped.
+
+use std::ffi::OsString;
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::{self, JoinHandle};
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
+
+/// Longest line we keep in one piece; longer ones are split. A child that
+/// floods output without newlines must not grow our memory.
+const MAX_LINE: usize = 8 * 1024;
+
+/// Which pipe a line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// What a running child reports.
+#[derive(Debug)]
+pub enum ChildEvent {
+    Line(Stream, String),
+    /// One pipe reached end of file.
+    Closed(Stream),
+    /// The child exited; it is not reaped yet, so its pid (and process
+    /// group) cannot be reused until [`RunningChild::reap`].
+    Exited,
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub program: OsString,
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
+    /// Added to (or replacing in) the inherited environment.
+    pub env: Vec<(String, String)>,
+    /// Removed from the inherited environment.
+    pub env_remove: Vec<String>,
+}
+
+/// A started child. Dropping it kills the whole process group and reaps the
+/// child, so no restic outlives the job that started it.
+pub struct RunningChild {
+    child: Child,
+    reaped: Option<ExitStatus>,
+    pub events: Receiver<ChildEvent>,
+    watcher: Option<JoinHandle<()>>,
+}
+
+impl RunningChild {
+    /// Starts `spec` with stdin from /dev/null in a new process group.
+    pub fn start(spec: &Spec) -> io::Result<RunningChild> {
+        let mut command = Command::new(&spec.program);
+        command
+            .args(&spec.args)
+            .current_dir(&spec.cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own group, so a stop reaches ssh or rclone started by
+            // restic, and a Ctrl-C on the daemon's terminal doesn't.
+            .process_group(0);
+        for key in &spec.env_remove {
+            command.env_remove(key);
+        }
+        command.envs(spec.env.iter().map(|(k, v)| (k, v)));
+        let mut child = command.spawn()?;
+        let (sender, events) = unbounded();
+        let stdout = child.stdout.take().expect("stdout was piped");
+        let stderr = child.stderr.take().expect("stderr was piped");
+        // One thread per pipe: reading one to its end before the other
+        // deadlocks once restic fills the pipe we are not reading.
+        spawn_reader(stdout, Stream::Stdout, sender.clone())?;
+        spawn_reader(stderr, Stream::Stderr, sender.clone())?;
+        let watcher = Some(spawn_exit_watcher(child.id(), sender)?);
+        Ok(RunningChild {
+            child,
+            reaped: None,
+            events,
+            watcher,
+        })
+    }
+
+    /// Sends `signal` to the child's process group (a no-op once reaped).
+    pub fn signal_group(&self, signal: libc::c_int) {
+        if self.reaped.is_some() {
+            return;
+        }
+        let pgid = self.child.id() as libc::pid_t;
+        // SAFETY: plain syscall; the group still exists because its leader
+        // is not reaped yet.
+        unsafe {
+            libc::killpg(pgid, signal);
+        }
+    }
+
+    /// Reaps the child after [`ChildEvent::Exited`] (returns at once then).
+    /// Before this, the group id cannot be reused, so call
+    /// [`signal_group`](Self::signal_group) first for anything that must
+    /// reach the rest of the group.
+    pub fn reap(&mut self) -> io::Result<ExitStatus> {
+        if let Some(status) = self.reaped {
+            return Ok(status);
+        }
+        let status = self.child.wait()?;
+        self.reaped = Some(status);
+        Ok(status)
+    }
+}
+
+impl Drop for RunningChild {
+    fn drop(&mut self) {
+        if self.reaped.is_none() {
+            self.signal_group(libc::SIGKILL);
+            let _ = self.reap();
+        }
+        // The reader threads end at end of file; they are not joined, since
+        // a process that left our group may hold the pipes open forever.
+        if let Some(watcher) = self.watcher.take() {
+            let _ = watcher.join();
+        }
+    }
+}
+
+fn spawn_reader(
+    pipe: impl Read + Send + 'static,
+    stream: Stream,
+    sender: Sender<ChildEvent>,
+) -> io::Result<JoinHandle<()>> {
+    thread::Builder::new()
+        .name(format!("{stream:?}").to_lowercase())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let mut reader = BufReader::with_capacity(MAX_LINE, pipe);
+            let mut line = Vec::new();
+            while read_line(&mut reader, &mut line).unwrap_or(0) > 0 {
+                let text = String::from_utf8_lossy(&line);
+                let text = text.trim_end_matches(['\n', '\r']).to_string();
+                if sender.send(ChildEvent::Line(stream, text)).is_err() {
+                    return;
+                }
+            }
+            let _ = sender.send(ChildEvent::Closed(stream));
+        })
+}
+
+/// Reads up to a newline or [`MAX_LINE`] bytes into `line`.
+fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<usize> {
+    line.clear();
+    while line.len() < MAX_LINE {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            break;
+        }
+        let room = MAX_LINE - line.len();
+        let (take, done) = match buf.iter().take(room).position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len().min(room), false),
+        };
+        line.extend_from_slice(&buf[..take]);
+        reader.consume(take);
+        if done {
+            break;
+        }
+    }
+    Ok(line.len())
+}
+
+/// Waits for the child to exit without reaping it (`WNOWAIT`), so the job
+/// thread can keep selecting on its inbox while restic runs, and signals
+/// never reach a recycled pid.
+fn spawn_exit_watcher(pid: u32, sender: Sender<ChildEvent>) -> io::Result<JoinHandle<()>> {
+    thread::Builder::new()
+        .name("exit-watcher".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            loop {
+                // SAFETY: siginfo_t is plain data; waitid fills it in.
+                let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+                // SAFETY: plain syscall on our own child.
+                let rc = unsafe {
+                    libc::waitid(
+                        libc::P_PID,
+                        pid as libc::id_t,
+                        &mut info,
+                        libc::WEXITED | libc::WNOWAIT,
+                    )
+                };
+                if rc == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                    break;
+                }
+            }
+            let _ = sender.send(ChildEvent::Exited);
+        })
+}
+
+/// The exit code, or the signal that killed the process, as words.
+pub fn describe_status(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, None) => "ended for an unknown reason".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_long_lines_and_keeps_short_ones() {
+        let mut input = io::Cursor::new([b"ab\n".to_vec(), vec![b'x'; MAX_LINE + 5]].concat());
+        let mut line = Vec::new();
+        assert_eq!(read_line(&mut input, &mut line).unwrap(), 3);
+        assert_eq!(read_line(&mut input, &mut line).unwrap(), MAX_LINE);
+        assert_eq!(read_line(&mut input, &mut line).unwrap(), 5);
+        assert_eq!(read_line(&mut input, &mut line).unwrap(), 0);
+    }
+
+    #[test]
+    fn reports_lines_from_both_pipes_then_exit() {
+        let spec = Spec {
+            program: "sh".into(),
+            args: vec!["-c".into(), "echo out; echo err >&2; exit 3".into()],
+            cwd: std::env::temp_dir(),
+            env: Vec::new(),
+            env_remove: Vec::new(),
+        };
+        let mut child = RunningChild::start(&spec).unwrap();
+        let mut lines = Vec::new();
+        let mut exited = false;
+        let mut closed = 0;
+        while !(exited && closed == 2) {
+            match child.events.recv().unwrap() {
+                ChildEvent::Line(s, l) => lines.push((s, l)),
+                ChildEvent::Closed(_) => closed += 1,
+                ChildEvent::Exited => exited = true,
+            }
+        }
+        assert_eq!(child.reap().unwrap().code(), Some(3));
+        lines.sort_by_key(|(s, _)| *s == Stream::Stderr);
+        assert_eq!(
+            lines,
+            [
+                (Stream::Stdout, "out".to_string()),
+                (Stream::Stderr, "err".to_string())
+            ]
+        );
+    }
+}

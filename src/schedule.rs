@@ -1,0 +1,423 @@
+//! Schedules and the pure deadline arithmetic that drives every job.
+//!
+//! Nothing here reads the clock or touches a file: every function takes `now`
+//! and the saved state as plain values, so the rules of SPEC §3 are tested
+//! with plain values (see the tests at the bottom).
+
+use std::fmt;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde_json::Value;
+
+/// When a job runs by itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    /// Every `Duration`, on the phase of the first deadline.
+    Interval(Duration),
+}
+
+impl Schedule {
+    /// The interval as nanoseconds for `/queue`'s `regularTimer` (0 for
+    /// calendar schedules, once they exist).
+    pub fn interval(&self) -> Option<Duration> {
+        match self {
+            Schedule::Interval(d) => Some(*d),
+        }
+    }
+
+    /// The first slot strictly after `now` on the phase of `anchor`.
+    ///
+    /// `anchor` is a deadline of this schedule (the one that just fired, or
+    /// the one read from a state file); the result is `anchor + k × interval`
+    /// for the smallest `k ≥ 1` that lies in the future. A run that overlaps
+    /// several slots therefore skips them instead of bursting.
+    pub fn next_slot(&self, anchor: Timestamp, now: Timestamp) -> Timestamp {
+        match self {
+            Schedule::Interval(interval) => {
+                let step = interval.as_nanos().max(1) as i128;
+                let anchor_ns = anchor.as_nanosecond();
+                let now_ns = now.as_nanosecond();
+                let k = if now_ns < anchor_ns {
+                    1
+                } else {
+                    (now_ns - anchor_ns) / step + 1
+                };
+                timestamp_from_nanos(anchor_ns.saturating_add(k.saturating_mul(step)))
+            }
+        }
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Schedule::Interval(d) => write!(f, "every {}", format_duration(*d)),
+        }
+    }
+}
+
+fn timestamp_from_nanos(ns: i128) -> Timestamp {
+    Timestamp::from_nanosecond(ns).unwrap_or(if ns < 0 {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
+}
+
+/// `t + d`, saturating at the end of time.
+pub fn add(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(d).unwrap_or(Timestamp::MAX)
+}
+
+/// How long from `now` until `deadline` (zero when it has passed).
+pub fn until(deadline: Timestamp, now: Timestamp) -> Duration {
+    Duration::try_from(deadline.duration_since(now)).unwrap_or(Duration::ZERO)
+}
+
+/// Formats a duration compactly, the way users write them: `1d 12h`, `90s`,
+/// `250ms`.
+pub fn format_duration(d: Duration) -> String {
+    let mut secs = d.as_secs();
+    let millis = d.subsec_millis();
+    let mut parts = Vec::new();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            parts.push(format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    if millis > 0 || parts.is_empty() {
+        parts.push(format!("{millis}ms"));
+    }
+    parts.join(" ")
+}
+
+/// Parses a duration the way job files give them: an integer number of
+/// seconds, or a string such as `"90s"`, `"1d 12h"` or `"250ms"`.
+///
+/// `Ok(None)` means "none": a negative number. Errors are phrased to follow
+/// `KEY: `.
+pub fn parse_duration(value: &Value) -> Result<Option<Duration>, String> {
+    match value {
+        Value::Null => Ok(None),
+        Value::Number(n) => match n.as_i64() {
+            Some(s) if s < 0 => Ok(None),
+            Some(s) => Ok(Some(Duration::from_secs(s as u64))),
+            None => match n.as_u64() {
+                Some(s) => Ok(Some(Duration::from_secs(s))),
+                None => Err(format!(
+                    "expected whole seconds or a duration string such as \"90s\", found {n}"
+                )),
+            },
+        },
+        Value::String(s) => parse_duration_str(s).map_err(|e| format!("{e} in {s:?}")),
+        other => Err(format!(
+            "expected whole seconds or a duration string such as \"90s\", found {}",
+            describe_json(other)
+        )),
+    }
+}
+
+fn parse_duration_str(s: &str) -> Result<Option<Duration>, String> {
+    let s = s.trim();
+    if let Some(rest) = s.strip_prefix('-') {
+        return match parse_duration_str(rest) {
+            Ok(_) => Ok(None),
+            Err(e) => Err(e),
+        };
+    }
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse::<u64>()
+            .map(|n| Some(Duration::from_secs(n)))
+            .map_err(|_| "number too large".to_string());
+    }
+    humantime::parse_duration(s)
+        .map(Some)
+        .map_err(|e| format!("not a duration ({e})"))
+}
+
+/// Parses a `regularTimer` value. `Ok(None)` means "only when triggered"
+/// (absent, zero or negative).
+pub fn parse_schedule(value: &Value) -> Result<Option<Schedule>, String> {
+    if let Value::String(s) = value {
+        let s = s.trim();
+        if let Some(every) = s.strip_prefix("@every") {
+            return match parse_duration_str(every) {
+                Ok(Some(d)) if !d.is_zero() => Ok(Some(Schedule::Interval(d))),
+                Ok(_) => Err(format!("@every needs a positive duration in {s:?}")),
+                Err(e) => Err(format!("{e} in {s:?}")),
+            };
+        }
+        if s.starts_with('@') || s.split_whitespace().count() >= 5 {
+            return Err(format!(
+                "calendar schedules such as {s:?} are not supported yet; \
+                 use seconds or a duration such as \"24h\""
+            ));
+        }
+    }
+    Ok(parse_duration(value)?
+        .filter(|d| !d.is_zero())
+        .map(Schedule::Interval))
+}
+
+/// A short description of a JSON value's type and content for error messages.
+pub fn describe_json(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("boolean {b}"),
+        Value::Number(n) => format!("number {n}"),
+        Value::String(s) => format!("string {s:?}"),
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+/// What the state file said when the job started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Saved {
+    /// No state file: the job has never been scheduled.
+    Missing,
+    /// A state file that could not be read or decoded.
+    Unreadable,
+    /// A decoded state file.
+    Found {
+        next_trigger: Timestamp,
+        /// The regular slot when `next_trigger` is a retry (our field; the
+        /// original's files don't have it).
+        next_regular: Option<Timestamp>,
+        current_retry: u32,
+    },
+}
+
+/// The deadlines a job waits for. A run consumes every deadline that is due
+/// when it starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Deadlines {
+    pub regular: Option<Timestamp>,
+    pub retry: Option<Timestamp>,
+}
+
+impl Deadlines {
+    /// The earliest pending deadline.
+    pub fn next(&self) -> Option<Timestamp> {
+        match (self.regular, self.retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// The start rules of SPEC §3: where a job's deadlines lie when it starts (or
+/// restarts), and the retry counter it resumes with.
+pub fn start_deadlines(
+    schedule: Option<&Schedule>,
+    saved: &Saved,
+    now: Timestamp,
+) -> (Deadlines, u32) {
+    match (schedule, saved) {
+        (Some(_), Saved::Missing) => (
+            Deadlines {
+                regular: Some(now),
+                retry: None,
+            },
+            0,
+        ),
+        (Some(schedule), Saved::Unreadable) => (
+            Deadlines {
+                regular: Some(schedule.next_slot(now, now)),
+                retry: None,
+            },
+            0,
+        ),
+        (
+            Some(_),
+            Saved::Found {
+                next_trigger,
+                next_regular,
+                current_retry,
+            },
+        ) => match next_regular {
+            Some(regular) if *current_retry > 0 && regular != next_trigger => (
+                Deadlines {
+                    regular: Some(*regular),
+                    retry: Some(*next_trigger),
+                },
+                *current_retry,
+            ),
+            _ => (
+                Deadlines {
+                    regular: Some(*next_trigger),
+                    retry: None,
+                },
+                0,
+            ),
+        },
+        (
+            None,
+            Saved::Found {
+                next_trigger,
+                current_retry,
+                ..
+            },
+        ) if *current_retry > 0 => (
+            Deadlines {
+                regular: None,
+                retry: Some(*next_trigger),
+            },
+            *current_retry,
+        ),
+        (None, _) => (Deadlines::default(), 0),
+    }
+}
+
+/// When to retry after a failed run that started at `run_start` and ended
+/// at `now`: `retry_timer` after the end, but never sooner than a second
+/// after the failed run started (a zero timer must not spin).
+pub fn retry_deadline(retry_timer: Duration, run_start: Timestamp, now: Timestamp) -> Timestamp {
+    add(now, retry_timer).max(add(run_start, Duration::from_secs(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ts(s: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + s).unwrap()
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn parses_seconds_strings_and_none() {
+        let cases = [
+            (json!(86400), Some(Duration::from_secs(86400))),
+            (json!("86400"), Some(Duration::from_secs(86400))),
+            (json!("24h"), Some(Duration::from_secs(86400))),
+            (json!("1d 12h"), Some(Duration::from_secs(129_600))),
+            (json!("90min"), Some(Duration::from_secs(5400))),
+            (json!("250ms"), Some(Duration::from_millis(250))),
+            (json!("@every 2s"), Some(Duration::from_secs(2))),
+            (json!(0), None),
+            (json!(-1), None),
+            (json!("-1"), None),
+            (json!(null), None),
+        ];
+        for (value, want) in cases {
+            let got = parse_schedule(&value).unwrap().and_then(|s| s.interval());
+            assert_eq!(got, want, "{value}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_schedules_with_the_value() {
+        for value in [
+            json!(1.5),
+            json!("soon"),
+            json!(true),
+            json!([1]),
+            json!("@every 0s"),
+        ] {
+            let err = parse_schedule(&value).unwrap_err();
+            assert!(!err.is_empty(), "{value}");
+        }
+        assert!(
+            parse_schedule(&json!("soon"))
+                .unwrap_err()
+                .contains("\"soon\"")
+        );
+        assert!(parse_schedule(&json!(1.5)).unwrap_err().contains("1.5"));
+    }
+
+    #[test]
+    fn displays_compactly() {
+        assert_eq!(
+            Schedule::Interval(Duration::from_secs(86400)).to_string(),
+            "every 1d"
+        );
+        assert_eq!(format_duration(Duration::from_secs(5400)), "1h 30m");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1s 500ms");
+        assert_eq!(format_duration(Duration::ZERO), "0ms");
+    }
+
+    #[test]
+    fn next_slot_keeps_the_phase_and_skips_overlapped_slots() {
+        let s = Schedule::Interval(HOUR);
+        // Just after the anchor: the next slot.
+        assert_eq!(s.next_slot(ts(0), ts(10)), ts(3600));
+        // Exactly on a slot: strictly after it.
+        assert_eq!(s.next_slot(ts(0), ts(3600)), ts(7200));
+        // Ten and a half hours late: one slot, on the old phase.
+        assert_eq!(s.next_slot(ts(0), ts(37_800)), ts(39_600));
+        // Anchor in the future (clock stepped back): one interval after it.
+        assert_eq!(s.next_slot(ts(100), ts(0)), ts(3700));
+    }
+
+    #[test]
+    fn start_rules() {
+        let s = Schedule::Interval(HOUR);
+        let now = ts(0);
+        // No state file: run now.
+        assert_eq!(
+            start_deadlines(Some(&s), &Saved::Missing, now).0.regular,
+            Some(now)
+        );
+        // Unreadable: one full period.
+        assert_eq!(
+            start_deadlines(Some(&s), &Saved::Unreadable, now).0.regular,
+            Some(ts(3600))
+        );
+        // Future and past NextTrigger are kept as they are; a past one is
+        // due at once and the next slot follows its phase.
+        for t in [ts(600), ts(-7000)] {
+            let saved = Saved::Found {
+                next_trigger: t,
+                next_regular: None,
+                current_retry: 0,
+            };
+            let (d, retry) = start_deadlines(Some(&s), &saved, now);
+            assert_eq!((d.regular, d.retry, retry), (Some(t), None, 0));
+        }
+        // A persisted retry resumes as a retry, with its counter.
+        let saved = Saved::Found {
+            next_trigger: ts(60),
+            next_regular: Some(ts(3000)),
+            current_retry: 2,
+        };
+        let (d, retry) = start_deadlines(Some(&s), &saved, now);
+        assert_eq!(
+            (d.regular, d.retry, retry),
+            (Some(ts(3000)), Some(ts(60)), 2)
+        );
+        assert_eq!(d.next(), Some(ts(60)));
+        // Trigger-only jobs wait for nothing unless a retry was pending.
+        assert_eq!(
+            start_deadlines(None, &Saved::Missing, now).0,
+            Deadlines::default()
+        );
+        assert_eq!(start_deadlines(None, &saved, now).0.retry, Some(ts(60)));
+    }
+
+    #[test]
+    fn catch_up_keeps_the_phase() {
+        // The state said 03:00 yesterday-ish; the daemon comes back 10.5 h
+        // later, runs once, and the next slot stays on the :00 phase.
+        let s = Schedule::Interval(HOUR);
+        let old = ts(0);
+        let restart = ts(37_800);
+        assert_eq!(
+            s.next_slot(old, add(restart, Duration::from_secs(5))),
+            ts(39_600)
+        );
+    }
+
+    #[test]
+    fn retry_deadline_never_spins() {
+        let start = ts(0);
+        assert_eq!(retry_deadline(Duration::ZERO, start, start), ts(1));
+        assert_eq!(retry_deadline(Duration::ZERO, start, ts(5)), ts(5));
+        assert_eq!(retry_deadline(HOUR, start, ts(5)), ts(3605));
+    }
+}

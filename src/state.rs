@@ -1,0 +1,235 @@
+//! Per-job state files (`StateDir/<JobName>`): the next trigger survives a
+//! restart. Written atomically (temp file, fsync, rename); files written by
+//! the Go original (`{"NextTrigger": "…"}`, perhaps with stale bytes after
+//! it) are read correctly.
+
+use std::fmt;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::json::Object;
+use crate::schedule::Saved;
+
+/// What a job persists.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct State {
+    /// The earliest pending deadline (a regular slot or a retry).
+    pub next_trigger: Option<Timestamp>,
+    /// The pending regular slot, when `next_trigger` is a retry.
+    pub next_regular: Option<Timestamp>,
+    pub current_retry: u32,
+    pub last_run: Option<Timestamp>,
+    pub last_success: Option<Timestamp>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct StateFile {
+    next_trigger: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_regular: Option<String>,
+    current_retry: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_run: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_success: Option<String>,
+}
+
+/// A state file that could not be written.
+#[derive(Debug)]
+pub struct WriteError {
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+impl fmt::Display for WriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot write state file {}: {}",
+            self.path.display(),
+            self.source
+        )
+    }
+}
+
+impl std::error::Error for WriteError {}
+
+/// The state file of `job` in `dir`.
+pub fn path(dir: &Path, job: &str) -> PathBuf {
+    dir.join(job)
+}
+
+/// Reads a state file. `Err` carries why an existing file was not usable.
+pub fn read(path: &Path) -> Result<Option<State>, String> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    // The original never truncated the file, so stale bytes may follow the
+    // first JSON value: only that value counts.
+    let first = serde_json::Deserializer::from_slice(&bytes)
+        .into_iter::<Value>()
+        .next();
+    let value = match first {
+        Some(Ok(v)) => v,
+        Some(Err(e)) => return Err(format!("cannot decode {}: {e}", path.display())),
+        None => return Err(format!("{} is empty", path.display())),
+    };
+    let Some(map) = value.as_object() else {
+        return Err(format!("{} does not hold a JSON object", path.display()));
+    };
+    let object = Object::new(map, None);
+    let time = |key: &str| -> Result<Option<Timestamp>, String> {
+        match object.get(key).map(|(v, _)| v) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => s.parse::<Timestamp>().map(Some).map_err(|e| {
+                format!(
+                    "{}: {key} {s:?} is not an RFC 3339 time: {e}",
+                    path.display()
+                )
+            }),
+            Some(other) => Err(format!(
+                "{}: {key} is not a string: {other}",
+                path.display()
+            )),
+        }
+    };
+    Ok(Some(State {
+        next_trigger: time("NextTrigger")?,
+        next_regular: time("NextRegular")?,
+        current_retry: object
+            .get("CurrentRetry")
+            .and_then(|(v, _)| v.as_u64())
+            .map_or(0, |n| n.min(u32::MAX as u64) as u32),
+        last_run: time("LastRun")?,
+        last_success: time("LastSuccess")?,
+    }))
+}
+
+impl State {
+    /// What the start rules need from this state.
+    pub fn saved(&self) -> Saved {
+        match self.next_trigger {
+            Some(next_trigger) => Saved::Found {
+                next_trigger,
+                next_regular: self.next_regular,
+                current_retry: self.current_retry,
+            },
+            None => Saved::Missing,
+        }
+    }
+}
+
+/// Formats an instant as RFC 3339 with the local UTC offset, as the original
+/// wrote it.
+pub fn local_rfc3339(t: Timestamp) -> String {
+    let offset = jiff::tz::TimeZone::system().to_offset(t);
+    t.display_with_offset(offset).to_string()
+}
+
+/// Writes `state` to `path` atomically with mode 0600, creating the directory
+/// with mode 0700 when it is missing.
+pub fn write(path: &Path, state: &State) -> Result<(), WriteError> {
+    let error = |source| WriteError {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(error)?;
+    let file = StateFile {
+        next_trigger: state.next_trigger.map(local_rfc3339),
+        next_regular: state.next_regular.map(local_rfc3339),
+        current_retry: state.current_retry,
+        last_run: state.last_run.map(local_rfc3339),
+        last_success: state.last_success.map(local_rfc3339),
+    };
+    let mut text = serde_json::to_string(&file).expect("a state file always serializes");
+    text.push('\n');
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let temp = dir.join(format!(".{name}.tmp"));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&temp, path)?;
+        // The rename is durable only once the directory is synced.
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result.map_err(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn reads_the_originals_file_with_trailing_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ExampleBackup");
+        fs::write(
+            &path,
+            "{\"NextTrigger\":\"2018-08-20T02:00:00.123456789+02:00\"}\n:00:00+02:00\"}\n",
+        )
+        .unwrap();
+        let state = read(&path).unwrap().unwrap();
+        let want: Timestamp = "2018-08-20T00:00:00.123456789Z".parse().unwrap();
+        assert_eq!(state.next_trigger, Some(want));
+        assert_eq!(state.current_retry, 0);
+    }
+
+    #[test]
+    fn garbage_and_missing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read(&dir.path().join("none")).unwrap(), None);
+        for garbage in ["", "garbage", "[1]", "{\"NextTrigger\": \"yesterday\"}"] {
+            let path = dir.path().join("g");
+            fs::write(&path, garbage).unwrap();
+            assert!(read(&path).is_err(), "{garbage:?}");
+        }
+    }
+
+    #[test]
+    fn writes_atomically_with_private_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state").join("job");
+        let t: Timestamp = "2026-12-01T02:00:00Z".parse().unwrap();
+        let state = State {
+            next_trigger: Some(t),
+            next_regular: None,
+            current_retry: 2,
+            last_run: Some(t),
+            last_success: None,
+        };
+        write(&path, &state).unwrap();
+        assert_eq!(read(&path).unwrap().unwrap(), state);
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        let names: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
+        assert_eq!(names.len(), 1, "the temp file is gone");
+    }
+}
