@@ -231,7 +231,9 @@ impl Daemon {
             notices: notice_sender,
         });
         let (command_sender, commands) = unbounded();
-        let http = match config::parse_addr(&config.addr).map_err(Error::Setup)? {
+        // Bind first, so a taken port fails before any job starts; serve
+        // after the jobs are on the board, so the first answer lists them.
+        let server = match config::parse_addr(&config.addr).map_err(Error::Setup)? {
             None => {
                 info!("no listen address: the HTTP server is off");
                 None
@@ -247,7 +249,7 @@ impl Daemon {
                          can reach it can control the jobs"
                     );
                 }
-                Some(HttpServer::spawn(server, board, command_sender))
+                Some(server)
             }
         };
         let mut daemon = Daemon {
@@ -255,7 +257,7 @@ impl Daemon {
             notices,
             commands,
             signals,
-            http,
+            http: None,
             slots: BTreeMap::new(),
             retiring: Vec::new(),
             signal_thread: Some((signal_handle, signal_thread)),
@@ -266,6 +268,7 @@ impl Daemon {
         for entry in entries {
             daemon.add(entry);
         }
+        daemon.http = server.map(|server| HttpServer::spawn(server, board, command_sender));
         Ok(daemon)
     }
 

@@ -15,7 +15,8 @@ use log::{info, warn};
 
 use crate::board::{Board, JobStatus, Outcome, RunRecord, Status};
 use crate::job_file::{Job, JobName};
-use crate::process::{ChildEvent, RunningChild, Spec, Stream, describe_status};
+use crate::process::{self, ChildEvent, RunningChild, Spec, Stream, describe_status};
+use crate::restic;
 use crate::schedule::{self, Deadlines, Saved};
 use crate::state::{self, State};
 
@@ -29,6 +30,8 @@ const TERM_GRACE: Duration = Duration::from_secs(10);
 /// How long to wait for the pipes to close after restic exited before the
 /// rest of its process group is killed.
 const PIPE_GRACE: Duration = Duration::from_secs(2);
+/// How long `restic unlock` may take after an interrupted run.
+const UNLOCK_LIMIT: Duration = Duration::from_secs(120);
 
 /// What the daemon tells a job.
 #[derive(Debug)]
@@ -100,7 +103,7 @@ impl JobHandle {
         };
         let thread = thread::Builder::new()
             .name(format!("job {name}"))
-            .stack_size(256 * 1024)
+            .stack_size(512 * 1024)
             .spawn(move || actor.run())
             .expect("the system can start a thread for a job");
         JobHandle {
@@ -246,8 +249,11 @@ impl Actor {
 
     /// The start rules of SPEC §3, from the state file.
     fn start(&mut self) {
-        // A stopped job ignored triggers; they must not fire now.
-        while self.trigger.try_recv().is_ok() {}
+        if self.stopped {
+            // A stopped job ignores triggers; one sent meanwhile must not
+            // fire now.
+            while self.trigger.try_recv().is_ok() {}
+        }
         self.stopped = false;
         let path = self.state_path();
         let saved = match state::read(&path) {
@@ -346,10 +352,15 @@ impl Actor {
             end.duration_since(record.start).as_secs_f64()
         );
         self.last_run = Some(record.start);
-        if let (Some(schedule), Some(slot)) = (&self.job.schedule, regular_due) {
+        let outcome = record.outcome;
+        if outcome == Outcome::Stopped {
+            // An interrupted run did not happen: what was due stays due, so
+            // a restart (of the job or of the daemon) runs it.
+            self.deadlines.regular = self.deadlines.regular.or(regular_due);
+            self.deadlines.retry = self.deadlines.retry.or(retry_due);
+        } else if let (Some(schedule), Some(slot)) = (&self.job.schedule, regular_due) {
             self.deadlines.regular = Some(schedule.next_slot(slot, end));
         }
-        let outcome = record.outcome;
         if outcome.succeeded() {
             self.current_retry = 0;
             self.consecutive_failures = 0;
@@ -357,7 +368,12 @@ impl Actor {
             self.last_success = Some(end);
         } else if outcome != Outcome::Stopped {
             self.consecutive_failures += 1;
-            self.schedule_retry(&record);
+            if restic::wrong_password(record.exit_code, &record.output_tail) {
+                warn!("[{}] wrong password: no retry can fix that", self.job.name);
+                self.give_up();
+            } else {
+                self.schedule_retry(&record);
+            }
         }
         self.persist();
         let (deadlines, current_retry, failures, stopped) = (
@@ -416,17 +432,22 @@ impl Actor {
                 );
             }
             _ => {
-                self.current_retry = 0;
-                self.deadlines.retry = None;
-                if self.job.stop_after_failed_retries {
-                    warn!(
-                        "[{name}] failed and no retries are left: job stopped (StopAfterFailedRetries)"
-                    );
-                    self.stopped = true;
-                } else if self.job.retry_timer.is_some() {
-                    warn!("[{name}] failed and no retries are left; back to the regular schedule");
+                if self.job.retry_timer.is_some() {
+                    warn!("[{name}] failed and no retries are left");
                 }
+                self.give_up();
             }
+        }
+    }
+
+    /// Ends a failure cycle: back to the regular schedule, or stopped with
+    /// `StopAfterFailedRetries`.
+    fn give_up(&mut self) {
+        self.current_retry = 0;
+        self.deadlines.retry = None;
+        if self.job.stop_after_failed_retries {
+            warn!("[{}] job stopped (StopAfterFailedRetries)", self.job.name);
+            self.stopped = true;
         }
     }
 
@@ -544,6 +565,10 @@ impl Actor {
         // Anything restic left in its group must not outlive the run.
         child.signal_group(libc::SIGKILL);
         let status = child.reap();
+        let died = status.as_ref().is_ok_and(|s| s.code().is_none());
+        if interrupt.is_some() || died {
+            self.remove_stale_locks(&spec);
+        }
         let end = Timestamp::now();
         let (outcome, exit_code, error) = match status {
             Err(e) => (
@@ -556,7 +581,7 @@ impl Actor {
                 let outcome = match interrupt {
                     Some(Interrupt::Stop) => Outcome::Stopped,
                     Some(Interrupt::Timeout) => Outcome::Timeout,
-                    None => classify(code, &tail.text),
+                    None => restic::classify(code, &tail.text),
                 };
                 let error = match outcome {
                     Outcome::Success => None,
@@ -587,6 +612,30 @@ impl Actor {
         }
     }
 
+    /// After restic was interrupted: restic 0.14 sometimes leaves its lock
+    /// behind even on SIGINT, and always on SIGTERM/SIGKILL. Its process is
+    /// reaped now, so its lock is stale, and `restic unlock` (which removes
+    /// stale locks only) cleans it up without touching anyone else's.
+    fn remove_stale_locks(&self, run: &Spec) {
+        let name = &self.job.name;
+        let spec = Spec {
+            args: restic::unlock_arguments(&run.args),
+            ..run.clone()
+        };
+        info!("[{name}] removing the stale lock the interrupted restic may have left");
+        let result = process::run_bounded(&spec, UNLOCK_LIMIT, |_, line| {
+            info!("[{name}] unlock: {line}");
+        });
+        match result {
+            Ok(status) if status.success() => {}
+            Ok(status) => warn!(
+                "[{name}] restic unlock failed ({})",
+                describe_status(status)
+            ),
+            Err(e) => warn!("[{name}] cannot run restic unlock: {e}"),
+        }
+    }
+
     fn spec(&self) -> Spec {
         let program = if self.job.restic_path.is_empty() {
             "restic".into()
@@ -605,17 +654,6 @@ impl Actor {
                 .collect(),
             env_remove: Vec::new(),
         }
-    }
-}
-
-/// The outcome of a run that ended by itself.
-fn classify(code: Option<i32>, output: &str) -> Outcome {
-    match code {
-        Some(0) => Outcome::Success,
-        Some(3) => Outcome::Warning,
-        Some(11) => Outcome::Locked,
-        Some(1) if output.contains("repository is already locked") => Outcome::Locked,
-        _ => Outcome::Failure,
     }
 }
 
@@ -673,17 +711,6 @@ impl Ladder {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn classifies_exit_codes_of_old_and_new_restic() {
-        assert_eq!(classify(Some(0), ""), Outcome::Success);
-        assert_eq!(classify(Some(3), ""), Outcome::Warning);
-        assert_eq!(classify(Some(11), ""), Outcome::Locked);
-        let old = "unable to create lock in backend: repository is already locked by PID 7";
-        assert_eq!(classify(Some(1), old), Outcome::Locked);
-        assert_eq!(classify(Some(1), "Fatal: wrong password"), Outcome::Failure);
-        assert_eq!(classify(None, ""), Outcome::Failure);
-    }
 
     #[test]
     fn tail_keeps_the_last_bytes_on_char_boundaries() {

@@ -10,5 +10,6 @@ pub mod job_file;
 pub mod json;
 pub mod logging;
 pub mod process;
+pub mod restic;
 pub mod schedule;
 pub mod state;

@@ -201,6 +201,35 @@ fn spawn_exit_watcher(pid: u32, sender: Sender<ChildEvent>) -> io::Result<JoinHa
         })
 }
 
+/// Runs `spec` to its end, handing each output line to `on_line`; after
+/// `limit` its group is killed. For short helper runs such as
+/// `restic unlock`, where nothing else needs the thread meanwhile.
+pub fn run_bounded(
+    spec: &Spec,
+    limit: std::time::Duration,
+    mut on_line: impl FnMut(Stream, &str),
+) -> io::Result<ExitStatus> {
+    let mut child = RunningChild::start(spec)?;
+    let deadline = crossbeam_channel::after(limit);
+    let mut open_pipes = 2;
+    let mut exited = false;
+    while !(exited && open_pipes == 0) {
+        crossbeam_channel::select! {
+            recv(child.events) -> event => match event {
+                Ok(ChildEvent::Line(stream, line)) => on_line(stream, &line),
+                Ok(ChildEvent::Closed(_)) => open_pipes -= 1,
+                Ok(ChildEvent::Exited) => exited = true,
+                Err(_) => break,
+            },
+            recv(deadline) -> _ => {
+                child.signal_group(libc::SIGKILL);
+                break;
+            },
+        }
+    }
+    child.reap()
+}
+
 /// The exit code, or the signal that killed the process, as words.
 pub fn describe_status(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {

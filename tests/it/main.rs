@@ -1,1 +1,8 @@
-//! placeholder
+//! Integration tests: the real `restic-cronned` binary, a fake restic for
+//! faults, and the real restic against repositories in temp directories.
+
+mod control; // control URLs, reload, SIGTERM and SIGHUP
+mod files; // job files, config file, command line and --check
+mod real_restic; // backups, forgets and stops with Debian's restic
+mod scheduling; // intervals, state-file start cases, retries, follow-ups
+mod support; // temp environments, the daemon under test, HTTP client

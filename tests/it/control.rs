@@ -1,0 +1,235 @@
+//! The control URLs and signals against the real daemon: stop, restart,
+//! trigger, remove, reload, error statuses, SIGTERM and SIGHUP.
+
+use serde_json::json;
+
+use crate::support::{TestEnv, process_alive};
+
+#[test]
+fn stop_interrupts_a_hung_restic_within_the_grace_period() {
+    let env = TestEnv::new();
+    // The fake ignores SIGINT, so the ladder must go on to SIGTERM after the
+    // 300 ms grace.
+    env.write_job(
+        "hung",
+        &env.fake_job("hung", &["ignore-int", "sleep=60"], json!({})),
+    );
+    let daemon = env.start();
+    daemon.get("/trigger?name=hung");
+    daemon.wait_status("hung", "working");
+    let pid: u32 = daemon.wait_for("the fake to start", |_| {
+        env.record_lines("hung")
+            .first()
+            .map(|w| w[2].parse().unwrap())
+    });
+    let asked = std::time::Instant::now();
+    assert_eq!(daemon.get("/stop?name=hung"), (200, "Done\n".into()));
+    let job = daemon.wait_status("hung", "stopped");
+    let took = asked.elapsed();
+    assert!(
+        took.as_millis() >= 300 && took.as_secs() < 5,
+        "stopped after {took:?}"
+    );
+    assert_eq!(job["lastRun"]["outcome"], "stopped");
+    assert!(
+        daemon.stderr().contains("sending SIGTERM"),
+        "{}",
+        daemon.stderr()
+    );
+    assert!(!process_alive(pid), "restic {pid} is still there");
+    // A stopped job refuses triggers, and /stop again is fine.
+    assert_eq!(daemon.get("/trigger?name=hung").0, 409);
+    assert_eq!(daemon.get("/stop?name=hung").0, 200);
+}
+
+#[test]
+fn restart_applies_the_start_rules_again() {
+    let env = TestEnv::new();
+    env.write_job("r", &env.fake_job("r", &[], json!({"regularTimer": "1h"})));
+    let daemon = env.start();
+    daemon.wait_outcome("r", "success");
+    assert_eq!(daemon.get("/stop?name=r").0, 200);
+    let stopped = daemon.wait_status("r", "stopped");
+    assert!(stopped["nextRun"].is_null());
+    assert_eq!(daemon.get("/restart?name=r").0, 200);
+    let job = daemon.wait_status("r", "waiting");
+    // The state file says the next slot is an hour away: no new run.
+    assert!(job["nextRun"].is_string(), "{job}");
+    assert_eq!(env.starts("r").len(), 1);
+    assert_eq!(daemon.get("/trigger?name=r").0, 200);
+    daemon.wait_for("a second run", |_| {
+        (env.starts("r").len() == 2).then_some(())
+    });
+}
+
+#[test]
+fn unknown_jobs_missing_names_and_unknown_paths_get_clear_statuses() {
+    let env = TestEnv::new();
+    env.write_job("a", &env.fake_job("a", &[], json!({})));
+    let daemon = env.start();
+    for path in ["/stop", "/restart", "/trigger", "/remove"] {
+        assert_eq!(
+            daemon.get(path),
+            (400, "missing parameter: name\n".into()),
+            "{path}"
+        );
+        assert_eq!(
+            daemon.get(&format!("{path}?name=nope")),
+            (404, "No such Job\n".into())
+        );
+    }
+    assert_eq!(daemon.get("/reload?name=nope").0, 404);
+    assert_eq!(daemon.get("/nothing-here").0, 404);
+    assert_eq!(daemon.get("/stop?name=%zz").0, 400);
+    assert_eq!(daemon.request("DELETE", "/queue").0, 405);
+    assert_eq!(daemon.get("/healthz"), (200, "ok\n".into()));
+    // POST works like GET, and the daemon still serves.
+    assert_eq!(
+        daemon.request("POST", "/trigger?name=a"),
+        (200, "Done\n".into())
+    );
+    daemon.wait_outcome("a", "success");
+}
+
+#[test]
+fn remove_drops_a_job_until_the_next_reload() {
+    let env = TestEnv::new();
+    env.write_job("gone", &env.fake_job("gone", &[], json!({})));
+    env.write_job("kept", &env.fake_job("kept", &[], json!({})));
+    let daemon = env.start();
+    assert_eq!(daemon.get("/remove?name=gone"), (200, "Done\n".into()));
+    let names: Vec<String> = daemon.queue()["Jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["JobName"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["kept"]);
+    assert_eq!(daemon.get("/trigger?name=gone").0, 404);
+    let (status, body) = daemon.get("/reload");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("1 added"), "{body}");
+    assert_eq!(daemon.job("gone")["status"], "waiting");
+}
+
+#[test]
+fn reload_of_one_job_applies_a_valid_file_and_keeps_the_old_one_otherwise() {
+    let env = TestEnv::new();
+    env.write_job("j", &env.fake_job("j", &["out=first"], json!({})));
+    let daemon = env.start();
+    // Broken file: 422 with file, line and column; the old definition stays.
+    env.write_job_text("j", "{\n  \"JobName\": \"j\",\n  \"ResticArguments\": [\n}");
+    let (status, body) = daemon.get("/reload?name=j");
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("j.json:4:1: not valid JSON"), "{body}");
+    daemon.get("/trigger?name=j");
+    daemon.wait_outcome("j", "success");
+    assert!(env.record_lines("j")[0].contains(&"out=first".to_string()));
+    // A fixed file is applied.
+    env.write_job(
+        "j",
+        &env.fake_job("j", &["out=second"], json!({"regularTimer": "2h"})),
+    );
+    assert_eq!(daemon.get("/reload?name=j"), (200, "Done\n".into()));
+    let job = daemon.wait_for("the new definition", |d| {
+        let job = d.job("j");
+        (job["regularTimer"] == 7_200_000_000_000_i64).then_some(job)
+    });
+    assert_eq!(job["ResticArguments"][1], "out=second");
+}
+
+#[test]
+fn reload_all_is_all_or_nothing() {
+    let env = TestEnv::new();
+    env.write_job("stay", &env.fake_job("stay", &[], json!({})));
+    env.write_job("change", &env.fake_job("change", &[], json!({})));
+    env.write_job("drop", &env.fake_job("drop", &[], json!({})));
+    let daemon = env.start();
+    env.write_job("change", &env.fake_job("change", &["out=new"], json!({})));
+    std::fs::remove_file(env.jobs.join("drop.json")).unwrap();
+    env.write_job("new", &env.fake_job("new", &[], json!({})));
+    env.write_job_text("broken", "{\"ResticArguments\": 5}");
+    let (status, body) = daemon.get("/reload");
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains("broken.json") && body.contains("ResticArguments"),
+        "{body}"
+    );
+    // Nothing changed.
+    assert_eq!(daemon.queue()["Jobs"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        daemon.job("change")["ResticArguments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    std::fs::remove_file(env.jobs.join("broken.json")).unwrap();
+    let (status, body) = daemon.get("/reload");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("1 added, 1 changed, 1 removed, 1 unchanged"),
+        "{body}"
+    );
+    let names: Vec<String> = daemon.queue()["Jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["JobName"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["change", "new", "stay"]);
+    assert_eq!(daemon.job("change")["ResticArguments"][1], "out=new");
+}
+
+#[test]
+fn sighup_reloads_the_job_directory() {
+    let env = TestEnv::new();
+    env.write_job("first", &env.fake_job("first", &[], json!({})));
+    let daemon = env.start();
+    env.write_job("second", &env.fake_job("second", &[], json!({})));
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_for("the new job", |d| {
+        (d.queue()["Jobs"].as_array().unwrap().len() == 2).then_some(())
+    });
+}
+
+#[test]
+fn sigterm_stops_restic_persists_and_exits_cleanly() {
+    let env = TestEnv::new();
+    env.write_job(
+        "busy",
+        &env.fake_job("busy", &["sleep=60"], json!({"regularTimer": "1h"})),
+    );
+    let daemon = env.start();
+    daemon.wait_status("busy", "working");
+    let pid: u32 = daemon.wait_for("the fake to start", |_| {
+        env.record_lines("busy")
+            .first()
+            .map(|w| w[2].parse().unwrap())
+    });
+    let stderr = daemon.stderr();
+    let status = daemon.terminate();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!process_alive(pid), "restic {pid} outlived the daemon");
+    // The interrupted run did not count, so the next start runs it again.
+    let daemon = env.start();
+    daemon.wait_for("the run to start again", |_| {
+        (env.starts("busy").len() == 2).then_some(())
+    });
+}
+
+#[test]
+fn stopall_stops_every_job_and_the_daemon_keeps_serving() {
+    let env = TestEnv::new();
+    env.write_job("a", &env.fake_job("a", &["sleep=60"], json!({})));
+    env.write_job("b", &env.fake_job("b", &[], json!({"regularTimer": "1h"})));
+    let daemon = env.start();
+    daemon.get("/trigger?name=a");
+    daemon.wait_status("a", "working");
+    assert_eq!(daemon.get("/stopall"), (200, "Done\n".into()));
+    daemon.wait_status("a", "stopped");
+    daemon.wait_status("b", "stopped");
+    assert_eq!(daemon.get("/healthz").0, 200);
+    assert_eq!(daemon.get("/restart?name=b").0, 200);
+    daemon.wait_status("b", "waiting");
+}

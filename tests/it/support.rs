@@ -1,0 +1,425 @@
+//! Test support: a temp environment with a job directory and a fake restic,
+//! the real daemon binary started on port 0, a small HTTP client, and
+//! bounded waits on the API.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+pub const DAEMON: &str = env!("CARGO_BIN_EXE_restic-cronned");
+
+/// How long any wait may take before the test fails: a safety net only.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A fake restic, driven by its arguments so that each job file says what
+/// it does. Every start and every normal end is appended to `$FAKE_RECORD`.
+///
+/// - `tag=NAME`        names the run in the record
+/// - `sleep=S`         sleeps S seconds (fractions allowed)
+/// - `exit=N`          exits with N
+/// - `fail-times=N`    exits 1 the first N times (counts in `$FAKE_RECORD.NAME.count`)
+/// - `ignore-int`      ignores SIGINT (so a stop needs SIGTERM)
+/// - `out=TEXT`/`err=TEXT` prints TEXT on stdout/stderr
+/// - `env=VAR`         records VAR's value
+/// - `pwd`             records the working directory
+const FAKE_RESTIC: &str = r#"#!/bin/sh
+rec="$FAKE_RECORD"
+tag=run; code=0
+for a in "$@"; do case "$a" in tag=*) tag="${a#tag=}";; esac; done
+echo "start $tag $$ $(date +%s%N) $*" >> "$rec"
+for a in "$@"; do
+  case "$a" in
+    sleep=*) sleep "${a#sleep=}";;
+    exit=*) code="${a#exit=}";;
+    ignore-int) trap '' INT;;
+    out=*) echo "${a#out=}";;
+    err=*) echo "${a#err=}" >&2;;
+    env=*) v="${a#env=}"; eval "echo \"env $tag $v=\${$v-<unset>}\"" >> "$rec";;
+    pwd) echo "pwd $tag $(pwd)" >> "$rec";;
+    fail-times=*)
+      n=$(cat "$rec.$tag.count" 2>/dev/null || echo 0)
+      echo $((n + 1)) > "$rec.$tag.count"
+      [ "$n" -lt "${a#fail-times=}" ] && code=1;;
+  esac
+done
+echo "end $tag $$ $(date +%s%N) $code" >> "$rec"
+exit "$code"
+"#;
+
+/// A temp directory with `jobs/`, `state/`, `log/`, a config file and the
+/// fake restic.
+pub struct TestEnv {
+    pub dir: TempDir,
+    pub jobs: PathBuf,
+    pub state: PathBuf,
+    pub logs: PathBuf,
+    pub config: PathBuf,
+    pub fake: PathBuf,
+    pub record: PathBuf,
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        Self::with_config(json!({}))
+    }
+
+    /// `extra` is merged over the test defaults (state and log dirs in the
+    /// temp dir, a 300 ms stop grace).
+    pub fn with_config(extra: Value) -> TestEnv {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().to_path_buf();
+        let jobs = root.join("jobs");
+        fs::create_dir(&jobs).unwrap();
+        fs::set_permissions(&jobs, fs::Permissions::from_mode(0o755)).unwrap();
+        let state = root.join("state");
+        let logs = root.join("log");
+        let mut config = json!({
+            "StateDir": state,
+            "LogConf": {"LogDir": logs},
+            "StopGrace": "300ms",
+        });
+        for (k, v) in extra.as_object().expect("config is an object") {
+            config[k] = v.clone();
+        }
+        let config_path = root.join("config.json");
+        fs::write(&config_path, config.to_string()).unwrap();
+        let fake = root.join("fake-restic");
+        fs::write(&fake, FAKE_RESTIC).unwrap();
+        fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+        let record = root.join("record");
+        fs::write(&record, "").unwrap();
+        TestEnv {
+            dir,
+            jobs,
+            state,
+            logs,
+            config: config_path,
+            fake,
+            record,
+        }
+    }
+
+    /// Writes `jobs/FILE.json` (mode 0644).
+    pub fn write_job(&self, file: &str, job: &Value) -> PathBuf {
+        self.write_job_text(file, &serde_json::to_string_pretty(job).unwrap())
+    }
+
+    pub fn write_job_text(&self, file: &str, text: &str) -> PathBuf {
+        let path = self.jobs.join(format!("{file}.json"));
+        fs::write(&path, text).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        path
+    }
+
+    /// A job running the fake restic with `args` (a `tag=NAME` is added),
+    /// with `extra` keys merged in.
+    pub fn fake_job(&self, name: &str, args: &[&str], extra: Value) -> Value {
+        let mut arguments = vec![format!("tag={name}")];
+        arguments.extend(args.iter().map(|s| s.to_string()));
+        let mut job = json!({
+            "JobName": name,
+            "ResticPath": self.fake,
+            "ResticArguments": arguments,
+            "Env": {"FAKE_RECORD": self.record},
+        });
+        for (k, v) in extra.as_object().expect("extra is an object") {
+            job[k] = v.clone();
+        }
+        job
+    }
+
+    pub fn start(&self) -> Daemon {
+        self.start_with(&[])
+    }
+
+    /// Starts the daemon on port 0 with `extra` arguments before JOBDIR.
+    pub fn start_with(&self, extra: &[&str]) -> Daemon {
+        let mut command = Command::new(DAEMON);
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .args(extra)
+            .arg(&self.jobs)
+            .arg("127.0.0.1:0");
+        Daemon::spawn(command)
+    }
+
+    /// Every `start`/`end` line of the record for `tag`.
+    pub fn record_lines(&self, tag: &str) -> Vec<Vec<String>> {
+        fs::read_to_string(&self.record)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split(' ').map(str::to_string).collect::<Vec<_>>())
+            .filter(|w| w.len() > 1 && w[1] == tag)
+            .collect()
+    }
+
+    /// Start times (Unix ms) of the fake restic runs tagged `tag`.
+    pub fn starts(&self, tag: &str) -> Vec<i64> {
+        self.record_lines(tag)
+            .iter()
+            .filter(|w| w[0] == "start")
+            .map(|w| w[3].parse::<i64>().unwrap() / 1_000_000)
+            .collect()
+    }
+
+    /// `(start ns, end ns)` of every run tagged `tag` that ended normally.
+    pub fn spans(&self, tag: &str) -> Vec<(i64, i64)> {
+        let lines = self.record_lines(tag);
+        let mut spans = Vec::new();
+        for start in lines.iter().filter(|w| w[0] == "start") {
+            if let Some(end) = lines.iter().find(|w| w[0] == "end" && w[2] == start[2]) {
+                spans.push((start[3].parse().unwrap(), end[3].parse().unwrap()));
+            }
+        }
+        spans
+    }
+
+    pub fn state_file(&self, job: &str) -> PathBuf {
+        self.state.join(job)
+    }
+
+    pub fn write_state(&self, job: &str, text: &str) {
+        fs::create_dir_all(&self.state).unwrap();
+        fs::write(self.state_file(job), text).unwrap();
+    }
+
+    pub fn read_state(&self, job: &str) -> Value {
+        let text = fs::read_to_string(self.state_file(job)).expect("state file");
+        serde_json::from_str(&text).expect("state file is JSON")
+    }
+}
+
+/// A running daemon.
+pub struct Daemon {
+    child: Option<Child>,
+    pub addr: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    fn spawn(mut command: Command) -> Daemon {
+        let description = format!("{command:?}");
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the daemon");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (addr_sender, addr) = std::sync::mpsc::channel();
+        let pipe = child.stderr.take().unwrap();
+        let log = stderr.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if let Some(i) = line.find("listening on ") {
+                    let _ = addr_sender.send(line[i + 13..].trim().to_string());
+                }
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let addr = match addr.recv_timeout(PATIENCE) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the daemon did not say where it listens\ncommand: {description}\nstderr:\n{}",
+                    stderr.lock().unwrap()
+                );
+            }
+        };
+        let daemon = Daemon {
+            child: Some(child),
+            addr,
+            stderr,
+        };
+        // The daemon binds before it loads the jobs and serves after: the
+        // first answer means every job file has been read.
+        daemon.wait_for("the first answer", |d| {
+            http(&d.addr, "GET", "/healthz", &[]).ok().map(|_| ())
+        });
+        daemon
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends a request; returns the status and the body.
+    pub fn request(&self, method: &str, path: &str) -> (u16, String) {
+        http(&self.addr, method, path, &[])
+            .unwrap_or_else(|e| panic!("{method} {path} failed: {e}\nstderr:\n{}", self.stderr()))
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        self.request("GET", path)
+    }
+
+    pub fn queue(&self) -> Value {
+        let (status, body) = self.get("/queue");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("/queue is JSON")
+    }
+
+    /// The `/queue` entry of `name`.
+    pub fn job(&self, name: &str) -> Value {
+        let queue = self.queue();
+        queue["Jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["JobName"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} is not in /queue: {queue}"))
+    }
+
+    /// Polls `check` until it returns `Some`, failing after [`PATIENCE`].
+    pub fn wait_for<T>(&self, what: &str, mut check: impl FnMut(&Daemon) -> Option<T>) -> T {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(value) = check(self) {
+                return value;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}\nqueue: {}\nstderr:\n{}",
+                    self.get("/queue").1,
+                    self.stderr()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until the job `name` has status `status`.
+    pub fn wait_status(&self, name: &str, status: &str) -> Value {
+        self.wait_for(&format!("{name} to be {status}"), |d| {
+            let job = d.job(name);
+            (job["status"] == status).then_some(job)
+        })
+    }
+
+    /// Waits until `name` has a last run with `outcome`.
+    pub fn wait_outcome(&self, name: &str, outcome: &str) -> Value {
+        self.wait_for(&format!("{name} to end with {outcome}"), |d| {
+            let job = d.job(name);
+            (job["lastRun"]["outcome"] == outcome && job["status"] != "working").then_some(job)
+        })
+    }
+
+    /// Sends `signal` to the daemon.
+    pub fn signal(&self, signal: i32) {
+        let pid = self.pid() as libc::pid_t;
+        // SAFETY: plain syscall on our own child.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+
+    /// SIGTERM, then waits (bounded) for the exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait_exit()
+    }
+
+    /// Waits (bounded) for the daemon to exit by itself.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        let child = self.child.as_mut().unwrap();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!("the daemon did not exit\nstderr:\n{}", self.stderr());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A minimal HTTP/1.0 client: enough for our API, and able to send headers
+/// that a library would refuse.
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(PATIENCE))?;
+    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Whether a process with `pid` exists (zombies count as gone).
+pub fn process_alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Unix time in ms now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Parses an RFC 3339 time from the API into Unix ms.
+pub fn rfc3339_ms(value: &Value) -> i64 {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a time: {value}"));
+    let t: jiff::Timestamp = text.parse().unwrap();
+    t.as_millisecond()
+}
