@@ -228,18 +228,28 @@ fn time(t: Option<Timestamp>) -> Value {
     t.map_or(Value::Null, |t| Value::String(local_rfc3339(t)))
 }
 
-fn run_json(run: &RunRecord, with_output: bool) -> Value {
-    let mut value = serde_json::json!({
-        "start": time(Some(run.start)),
-        "end": time(Some(run.end)),
-        "outcome": run.outcome,
-        "exitCode": run.exit_code,
-        "error": run.error,
-    });
-    if with_output {
-        value["outputTail"] = Value::String(run.output_tail.clone());
+/// A run as `/queue` (`lastRun`) and `/job` show it.
+#[derive(Serialize)]
+struct RunJson<'a> {
+    start: String,
+    end: String,
+    outcome: Outcome,
+    #[serde(rename = "exitCode")]
+    exit_code: Option<i32>,
+    error: Option<&'a str>,
+    #[serde(rename = "outputTail", skip_serializing_if = "Option::is_none")]
+    output_tail: Option<&'a str>,
+}
+
+fn run_json(run: &RunRecord, with_output: bool) -> RunJson<'_> {
+    RunJson {
+        start: local_rfc3339(run.start),
+        end: local_rfc3339(run.end),
+        outcome: run.outcome,
+        exit_code: run.exit_code,
+        error: run.error.as_deref(),
+        output_tail: with_output.then_some(run.output_tail.as_str()),
     }
-    value
 }
 
 /// One job of `/queue`: the original's fields, then ours.
@@ -278,7 +288,7 @@ struct QueueEntry<'a> {
     #[serde(rename = "WaitingFor")]
     waiting_for: Option<&'a str>,
     #[serde(rename = "lastRun")]
-    last_run: Value,
+    last_run: Option<RunJson<'a>>,
     #[serde(rename = "lastSuccess")]
     last_success: Value,
     #[serde(rename = "consecutiveFailures")]
@@ -313,7 +323,7 @@ fn queue_entry(s: &JobStatus) -> QueueEntry<'_> {
         next_run: time(s.next_run),
         repository: None,
         waiting_for: None,
-        last_run: s.runs.front().map_or(Value::Null, |r| run_json(r, false)),
+        last_run: s.runs.front().map(|r| run_json(r, false)),
         last_success: time(s.last_success),
         consecutive_failures: s.consecutive_failures,
         error: s.error.as_deref(),

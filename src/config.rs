@@ -371,6 +371,21 @@ impl Reader<'_> {
     }
 }
 
+impl Config {
+    /// The API token: `TokenFile`'s trimmed content, else `Token`; `None`
+    /// when neither is set. `Err` names a token file that cannot be read.
+    pub fn api_token(&self) -> Result<Option<String>, String> {
+        let token = match &self.token_file {
+            Some(path) => fs::read_to_string(path)
+                .map_err(|e| format!("cannot read SrvConf.TokenFile {}: {e}", path.display()))?
+                .trim()
+                .to_string(),
+            None => self.token.trim().to_string(),
+        };
+        Ok(Some(token).filter(|t| !t.is_empty()))
+    }
+}
+
 /// Expands `$VAR` and `${VAR}`; `Err` names a variable that is not set. A
 /// `$` not followed by a name stays as it is.
 pub fn expand_vars(raw: &str, env: Env) -> Result<String, String> {

@@ -15,7 +15,7 @@ use signal_hook::iterator::{Handle as SignalHandle, Signals};
 
 use crate::board::{Board, JobStatus, Status};
 use crate::config::{self, Config, Source};
-use crate::http::{Command, Envelope, HttpServer, Reply};
+use crate::http::{Access, Command, Envelope, HttpServer, Reply};
 use crate::job::{Context, Control, JobHandle, Notice};
 use crate::job_file::{self, Entry};
 use crate::logging;
@@ -220,16 +220,18 @@ impl Daemon {
             })
             .map_err(|e| Error::Runtime(format!("cannot start the signal thread: {e}")))?;
 
-        let directory = config.job_path.display().to_string();
+        let job_dir = std::path::absolute(&config.job_path).unwrap_or(config.job_path.clone());
+        let directory = job_dir.display().to_string();
         let board = Board::new(&directory);
         let (notice_sender, notices) = unbounded();
         let context = Arc::new(Context {
             board: board.clone(),
             state_dir: config.state_dir.clone(),
-            job_dir: std::path::absolute(&config.job_path).unwrap_or(config.job_path.clone()),
+            job_dir,
             stop_grace: config.stop_grace,
             notices: notice_sender,
         });
+        let token = config.api_token().map_err(Error::Setup)?;
         let (command_sender, commands) = unbounded();
         // Bind first, so a taken port fails before any job starts; serve
         // after the jobs are on the board, so the first answer lists them.
@@ -243,10 +245,11 @@ impl Daemon {
                     .map_err(|e| Error::Runtime(format!("cannot listen on {addr}: {e}")))?;
                 let bound = server.server_addr();
                 info!("listening on {bound}");
-                if !addr.ip().is_loopback() {
+                if !addr.ip().is_loopback() && token.is_none() {
                     warn!(
-                        "listening on {addr}, which is not a loopback address: anyone who \
-                         can reach it can control the jobs"
+                        "listening on {addr}, which is not a loopback address, without a \
+                         token: anyone who can reach it can control the jobs; set \
+                         SrvConf.Token or SrvConf.TokenFile"
                     );
                 }
                 Some(server)
@@ -268,7 +271,8 @@ impl Daemon {
         for entry in entries {
             daemon.add(entry);
         }
-        daemon.http = server.map(|server| HttpServer::spawn(server, board, command_sender));
+        let access = Access::new(token);
+        daemon.http = server.map(|server| HttpServer::spawn(server, access, board, command_sender));
         Ok(daemon)
     }
 
@@ -423,7 +427,7 @@ impl Daemon {
     /// new one is invalid.
     fn reload_one(&mut self, name: &str) -> Reply {
         let Some((file_name, slot)) = self.find(name) else {
-            return Reply::text(404, "No such job");
+            return Reply::no_such_job();
         };
         let file_name = file_name.clone();
         let path = slot.entry.path.clone();

@@ -54,6 +54,7 @@ impl Reply {
         Reply::text(200, "Done")
     }
 
+    /// The original's answer for an unknown job (404 here, 200 there).
     pub fn no_such_job() -> Reply {
         Reply::text(404, "No such Job")
     }
@@ -142,6 +143,75 @@ fn percent_decode(s: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| format!("{s:?} is not UTF-8 once decoded"))
 }
 
+/// Who may use the API: with a token, only requests that carry it (but
+/// `/healthz`), and never a request a browser marks as cross-site, so a web
+/// page cannot drive the API through a visitor's browser.
+#[derive(Clone, Default)]
+pub struct Access {
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let token = if self.token.is_some() {
+            "<set>"
+        } else {
+            "<none>"
+        };
+        f.debug_struct("Access").field("token", &token).finish()
+    }
+}
+
+impl Access {
+    pub fn new(token: Option<String>) -> Access {
+        Access { token }
+    }
+
+    /// Checks a request to `route` with headers looked up by `header`
+    /// (case-insensitive names); `Err` is the answer to a refused one.
+    pub fn check<'h>(
+        &self,
+        route: &Route,
+        header: impl Fn(&str) -> Option<&'h str>,
+    ) -> Result<(), Reply> {
+        if route == &Route::Healthz {
+            return Ok(());
+        }
+        if header("Sec-Fetch-Site").is_some_and(|v| v.eq_ignore_ascii_case("cross-site")) {
+            return Err(Reply::text(403, "cross-site requests are refused"));
+        }
+        if let Some(origin) = header("Origin") {
+            let origin_host = origin
+                .split_once("://")
+                .map(|(_, host)| host.trim_end_matches('/'));
+            if origin_host.is_none() || origin_host != header("Host") {
+                return Err(Reply::text(403, "requests from another origin are refused"));
+            }
+        }
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        let given = header("Authorization").and_then(|v| v.strip_prefix("Bearer "));
+        if given.is_some_and(|given| constant_time_eq(given.trim().as_bytes(), token.as_bytes())) {
+            Ok(())
+        } else {
+            Err(Reply::text(
+                401,
+                "missing or wrong token: send Authorization: Bearer TOKEN",
+            ))
+        }
+    }
+}
+
+/// Compares without stopping at the first difference, so the time taken
+/// does not tell how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// A command and where to send its answer.
 pub type Envelope = (Command, Sender<Reply>);
 
@@ -153,14 +223,19 @@ pub struct HttpServer {
 
 impl HttpServer {
     /// Serves `server` on a new thread.
-    pub fn spawn(server: Server, board: Board, commands: Sender<Envelope>) -> HttpServer {
+    pub fn spawn(
+        server: Server,
+        access: Access,
+        board: Board,
+        commands: Sender<Envelope>,
+    ) -> HttpServer {
         let server = Arc::new(server);
         let serving = server.clone();
         let thread = thread::Builder::new()
             .name("http".into())
             .spawn(move || {
                 for request in serving.incoming_requests() {
-                    handle(request, &board, &commands);
+                    handle(request, &access, &board, &commands);
                 }
             })
             .expect("the system can start the HTTP thread");
@@ -180,12 +255,22 @@ impl Drop for HttpServer {
     }
 }
 
-fn handle(request: Request, board: &Board, commands: &Sender<Envelope>) {
+fn handle(request: Request, access: &Access, board: &Board, commands: &Sender<Envelope>) {
     debug!("{} {}", request.method(), request.url());
-    let reply = if request.body_length().is_some_and(|n| n > MAX_BODY) {
+    let route = route(request.method(), request.url());
+    let header = |name: &str| {
+        request
+            .headers()
+            .iter()
+            .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
+    };
+    let reply = if let Err(refusal) = access.check(&route, header) {
+        refusal
+    } else if request.body_length().is_some_and(|n| n > MAX_BODY) {
         Reply::text(413, format!("request body over {} KiB", MAX_BODY / 1024))
     } else {
-        match route(request.method(), request.url()) {
+        match route {
             Route::Queue => Reply {
                 status: 200,
                 body: board.queue_json(),
@@ -225,6 +310,65 @@ fn ask_daemon(command: Command, commands: &Sender<Envelope>) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headers<'a>(list: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<&'a str> {
+        move |name| {
+            list.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| *v)
+        }
+    }
+
+    #[test]
+    fn the_token_guards_everything_but_healthz() {
+        let access = Access::new(Some("s3cret".into()));
+        let status = |route: Route, h: &[(&str, &str)]| {
+            access.check(&route, headers(h)).err().map(|r| r.status)
+        };
+        assert_eq!(status(Route::Queue, &[]), Some(401));
+        assert_eq!(
+            status(Route::Queue, &[("authorization", "Bearer wrong!")]),
+            Some(401)
+        );
+        assert_eq!(
+            status(Route::Queue, &[("Authorization", "Bearer s3cret")]),
+            None
+        );
+        assert_eq!(status(Route::Healthz, &[]), None);
+        assert!(!format!("{access:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn cross_site_requests_are_refused() {
+        let access = Access::default();
+        let status = |h: &[(&str, &str)]| {
+            access
+                .check(&Route::Queue, headers(h))
+                .err()
+                .map(|r| r.status)
+        };
+        assert_eq!(status(&[("Sec-Fetch-Site", "cross-site")]), Some(403));
+        assert_eq!(
+            status(&[("Origin", "null"), ("Host", "127.0.0.1:8080")]),
+            Some(403)
+        );
+        assert_eq!(
+            status(&[
+                ("Origin", "http://evil.example"),
+                ("Host", "127.0.0.1:8080")
+            ]),
+            Some(403)
+        );
+        assert_eq!(
+            status(&[
+                ("Origin", "http://127.0.0.1:8080"),
+                ("Host", "127.0.0.1:8080")
+            ]),
+            None
+        );
+        assert_eq!(status(&[("Sec-Fetch-Site", "same-origin")]), None);
+        assert_eq!(status(&[]), None);
+    }
 
     fn cmd(url: &str) -> Route {
         route(&Method::Get, url)

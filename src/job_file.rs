@@ -321,12 +321,9 @@ pub fn load_file(path: &Path) -> Entry {
     if let Some(name) = parser.string("JobName") {
         entry.name = name;
     }
-    for (key, what) in [
-        ("Healthcheck", "healthcheck pings"),
-        ("UnlockStale", "UnlockStale"),
-    ] {
+    for key in ["Healthcheck", "UnlockStale"] {
         if let Some((_, position)) = object.get(key) {
-            let message = format!("{what} are not supported yet; {key:?} is ignored");
+            let message = format!("{key:?} is not supported yet and is ignored");
             entry.warnings.push(problem(position, message));
         }
     }

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::support::{TestEnv, process_alive};
+use crate::support::{TestEnv, http, process_alive};
 
 #[test]
 fn stop_interrupts_a_hung_restic_within_the_grace_period() {
@@ -232,4 +232,47 @@ fn stopall_stops_every_job_and_the_daemon_keeps_serving() {
     assert_eq!(daemon.get("/healthz").0, 200);
     assert_eq!(daemon.get("/restart?name=b").0, 200);
     daemon.wait_status("b", "waiting");
+}
+
+#[test]
+fn a_token_guards_the_api_and_cross_site_requests_are_refused() {
+    let env = TestEnv::new();
+    let token_file = env.dir.path().join("token");
+    std::fs::write(&token_file, "  tok-123\n").unwrap();
+    let config = json!({
+        "StateDir": env.state, "LogConf": {"LogDir": env.logs},
+        "SrvConf": {"TokenFile": token_file},
+    });
+    std::fs::write(&env.config, config.to_string()).unwrap();
+    env.write_job("a", &env.fake_job("a", &[], json!({})));
+    let daemon = env.start();
+    let get =
+        |path: &str, headers: &[(&str, &str)]| http(&daemon.addr, "GET", path, headers).unwrap().0;
+    assert_eq!(get("/queue", &[]), 401);
+    assert_eq!(
+        get("/trigger?name=a", &[("Authorization", "Bearer tok-12")]),
+        401
+    );
+    assert_eq!(get("/healthz", &[]), 200);
+    let auth = ("Authorization", "Bearer tok-123");
+    assert_eq!(get("/queue", &[auth]), 200);
+    assert_eq!(
+        get("/trigger?name=a", &[auth, ("Sec-Fetch-Site", "cross-site")]),
+        403
+    );
+    assert_eq!(
+        get(
+            "/trigger?name=a",
+            &[auth, ("Origin", "http://evil.example")]
+        ),
+        403
+    );
+    assert!(env.starts("a").is_empty(), "refused requests ran nothing");
+    let origin = format!("http://{}", daemon.addr);
+    assert_eq!(get("/trigger?name=a", &[auth, ("Origin", &origin)]), 200);
+    daemon.wait_for("the run", |_| (env.starts("a").len() == 1).then_some(()));
+    assert!(
+        !daemon.stderr().contains("tok-123"),
+        "the token is never logged"
+    );
 }
