@@ -230,6 +230,7 @@ impl Daemon {
             job_dir,
             stop_grace: config.stop_grace,
             notices: notice_sender,
+            repositories: Arc::default(),
         });
         let token = config.api_token().map_err(Error::Setup)?;
         let (command_sender, commands) = unbounded();

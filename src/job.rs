@@ -14,9 +14,10 @@ use jiff::Timestamp;
 use log::{info, warn};
 
 use crate::board::{Board, JobStatus, Outcome, RunRecord, Status};
+use crate::exclusion::{Acquired, Guard, Repositories};
 use crate::job_file::{Job, JobName};
 use crate::process::{self, ChildEvent, RunningChild, Spec, Stream, describe_status};
-use crate::restic;
+use crate::restic::{self, Repository};
 use crate::schedule::{self, Deadlines, Saved};
 use crate::state::{self, State};
 
@@ -60,6 +61,7 @@ pub struct Context {
     pub job_dir: PathBuf,
     pub stop_grace: Duration,
     pub notices: Sender<Notice>,
+    pub repositories: Arc<Repositories>,
 }
 
 /// The daemon's handle on a job thread.
@@ -94,6 +96,7 @@ impl JobHandle {
             control,
             trigger,
             stopped: false,
+            repository: None,
             deadlines: Deadlines::default(),
             current_retry: 0,
             consecutive_failures: 0,
@@ -163,6 +166,7 @@ struct Actor {
     control: Receiver<Control>,
     trigger: Receiver<()>,
     stopped: bool,
+    repository: Option<Repository>,
     deadlines: Deadlines,
     current_retry: u32,
     consecutive_failures: u32,
@@ -255,6 +259,14 @@ impl Actor {
             while self.trigger.try_recv().is_ok() {}
         }
         self.stopped = false;
+        let daemon_env = |key: &str| std::env::var(key).ok();
+        self.repository = restic::repository_of(
+            &self.job.restic_arguments,
+            &self.job.env,
+            &daemon_env,
+            &self.context.job_dir,
+        );
+        let repository = self.repository.as_ref().map(|r| r.to_string());
         let path = self.state_path();
         let saved = match state::read(&path) {
             Ok(None) => Saved::Missing,
@@ -288,6 +300,7 @@ impl Actor {
         let (last_run, last_success) = (self.last_run, self.last_success);
         self.publish(|s| {
             s.status = Status::Waiting;
+            s.repository = repository;
             s.current_retry = current_retry;
             s.last_success = s.last_success.or(last_success);
             s.next_run = deadlines.next();
@@ -326,6 +339,15 @@ impl Actor {
             // The 60-second re-check of the wall clock: nothing is due yet.
             return true;
         }
+        let Ok(turn) = self.take_turn() else {
+            // A stop (or restart, or exit) came while we waited.
+            let pending = std::mem::take(&mut self.after_run);
+            return pending.into_iter().all(|control| self.handle(control));
+        };
+        // Deadlines that came due while we waited are served by this run too.
+        let now = Timestamp::now();
+        let regular_due = self.deadlines.regular.filter(|d| *d <= now);
+        let retry_due = self.deadlines.retry.filter(|d| *d <= now);
         // A run serves every deadline that is due when it starts.
         if regular_due.is_some() {
             self.deadlines.regular = None;
@@ -338,7 +360,19 @@ impl Actor {
             (_, _, Some(_)) => format!("retry {}", self.current_retry),
             _ => "scheduled".to_string(),
         };
-        let record = self.execute(&why);
+        let mut record = self.execute(&why);
+        if record.outcome == Outcome::Locked && self.job.unlock_stale {
+            warn!(
+                "[{}] the repository is locked; UnlockStale: removing stale locks, then trying once more",
+                self.job.name
+            );
+            self.publish(|s| s.record(record.clone()));
+            self.remove_stale_locks(&self.spec());
+            record = self.execute("again after restic unlock");
+        }
+        // Only now, with restic reaped and any stale lock removed, may the
+        // next job touch the repository.
+        drop(turn);
         let end = record.end;
         let detail = match (record.exit_code, &record.error) {
             (Some(code), _) => format!("exit code {code}"),
@@ -411,6 +445,46 @@ impl Actor {
         }
         let pending = std::mem::take(&mut self.after_run);
         pending.into_iter().all(|control| self.handle(control))
+    }
+
+    /// Waits for this job's turn on its repository (`None`: the repository
+    /// is unknown, so there is nothing to wait for). `Err` when a stop,
+    /// restart or exit ended the wait; it is queued in `after_run`.
+    fn take_turn(&mut self) -> Result<Option<Guard>, ()> {
+        let Some(repository) = self.repository.clone() else {
+            return Ok(None);
+        };
+        let name = self.job.name.clone();
+        let ticket = match self
+            .context
+            .repositories
+            .acquire(&repository, name.as_str())
+        {
+            Acquired::Now(guard) => return Ok(Some(guard)),
+            Acquired::Later { holder, ticket } => {
+                info!("[{name}] waits for {holder}, which is using {repository}");
+                self.publish(|s| s.waiting_for = Some(holder));
+                ticket
+            }
+        };
+        let result = loop {
+            select! {
+                recv(ticket.granted) -> _ => break Ok(()),
+                recv(self.control) -> msg => match msg {
+                    Ok(Control::Replace(job)) => self.after_run.push(Control::Replace(job)),
+                    Ok(control) => {
+                        self.after_run.push(control);
+                        break Err(());
+                    }
+                    Err(_) => {
+                        self.after_run.push(Control::Exit);
+                        break Err(());
+                    }
+                },
+            }
+        };
+        self.publish(|s| s.waiting_for = None);
+        result.map(|()| Some(ticket.into_guard()))
     }
 
     /// Decides on a retry after a failed run.

@@ -321,11 +321,9 @@ pub fn load_file(path: &Path) -> Entry {
     if let Some(name) = parser.string("JobName") {
         entry.name = name;
     }
-    for key in ["Healthcheck", "UnlockStale"] {
-        if let Some((_, position)) = object.get(key) {
-            let message = format!("{key:?} is not supported yet and is ignored");
-            entry.warnings.push(problem(position, message));
-        }
+    if let Some((_, position)) = object.get("Healthcheck") {
+        let message = "\"Healthcheck\" is not supported yet and is ignored".to_string();
+        entry.warnings.push(problem(position, message));
     }
     entry.job = match job {
         Some(job) if parser.problems.is_empty() => Ok(job),

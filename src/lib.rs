@@ -4,6 +4,7 @@
 pub mod board;
 pub mod config;
 pub mod daemon;
+pub mod exclusion;
 pub mod http;
 pub mod job;
 pub mod job_file;

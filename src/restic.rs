@@ -1,8 +1,146 @@
 //! What we know about restic itself: how its exit codes and messages map to
-//! outcomes (old 0.14 and new 0.17+), and which of its arguments name the
-//! repository and how to reach it, for `restic unlock`.
+//! outcomes (old 0.14 and new 0.17+), which repository a job's arguments and
+//! environment name, and which of its options an `unlock` needs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
 
 use crate::board::Outcome;
+
+/// Backends that are not a local path (`local:` is one).
+const REMOTE_PREFIXES: &[&str] = &[
+    "sftp:", "rest:", "s3:", "b2:", "azure:", "gs:", "swift:", "rclone:",
+];
+
+/// A repository's identity: two jobs with equal identities use the same
+/// repository. Local paths are absolute; `Display` masks passwords in URLs.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Repository(String);
+
+impl Repository {
+    /// Builds the identity of `location` as restic would read it in `cwd`.
+    pub fn new(location: &str, cwd: &Path) -> Repository {
+        let location = location.trim();
+        if REMOTE_PREFIXES.iter().any(|p| location.starts_with(p)) {
+            return Repository(location.to_string());
+        }
+        let path = Path::new(location.strip_prefix("local:").unwrap_or(location));
+        let absolute = normalize(&cwd.join(path));
+        // The same directory through a symlink is the same repository.
+        let resolved = absolute.canonicalize().unwrap_or(absolute);
+        Repository(resolved.display().to_string())
+    }
+}
+
+impl fmt::Display for Repository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&mask_credentials(&self.0))
+    }
+}
+
+impl fmt::Debug for Repository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Repository({self})")
+    }
+}
+
+/// `rest:https://user:secret@host/` → `rest:https://user:***@host/`.
+fn mask_credentials(location: &str) -> String {
+    let Some(scheme_end) = location.find("://") else {
+        return location.to_string();
+    };
+    let authority_start = scheme_end + 3;
+    let rest = &location[authority_start..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority
+        .rfind('@')
+        .and_then(|at| authority[..at].find(':').map(|colon| (colon, at)))
+    {
+        Some((colon, at)) => format!(
+            "{}{}:***{}",
+            &location[..authority_start],
+            &authority[..colon],
+            &location[authority_start + at..]
+        ),
+        None => location.to_string(),
+    }
+}
+
+/// Removes `.` and `..` without touching the file system.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The value of the last `-r`/`--repo` (or `--repository-file`) option in
+/// `args`: restic, like every pflag program, takes the last one.
+fn option_value<'a>(args: &'a [String], short: Option<&str>, long: &str) -> Option<&'a str> {
+    let mut found = None;
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        if arg == "--" {
+            break;
+        }
+        if Some(arg) == short || arg == long {
+            found = args.get(i + 1).map(String::as_str);
+            i += 1;
+        } else if let Some(value) = arg.strip_prefix(long).and_then(|v| v.strip_prefix('=')) {
+            found = Some(value);
+        } else if let Some(value) = short
+            .and_then(|s| arg.strip_prefix(s))
+            .filter(|v| !v.is_empty())
+        {
+            found = Some(value.strip_prefix('=').unwrap_or(value));
+        }
+        i += 1;
+    }
+    found
+}
+
+/// The repository a job uses: `-r`/`--repo`, else `--repository-file`, else
+/// `RESTIC_REPOSITORY`/`RESTIC_REPOSITORY_FILE` from the job's `Env`, else
+/// from the daemon's environment. Relative paths are taken against `cwd`
+/// (restic's working directory); a repository file counts by its content.
+pub fn repository_of(
+    args: &[String],
+    job_env: &BTreeMap<String, String>,
+    daemon_env: &dyn Fn(&str) -> Option<String>,
+    cwd: &Path,
+) -> Option<Repository> {
+    let from_file = |file: &str| {
+        let path = cwd.join(file);
+        match std::fs::read_to_string(&path) {
+            Ok(content) => Repository::new(&content, cwd),
+            // Unreadable now (restic will say why): the file names it.
+            Err(_) => Repository(format!("repository-file:{}", normalize(&path).display())),
+        }
+    };
+    if let Some(location) = option_value(args, Some("-r"), "--repo") {
+        return Some(Repository::new(location, cwd));
+    }
+    if let Some(file) = option_value(args, None, "--repository-file") {
+        return Some(from_file(file));
+    }
+    let env = |key: &str| job_env.get(key).cloned().or_else(|| daemon_env(key));
+    if let Some(location) = env("RESTIC_REPOSITORY").filter(|s| !s.is_empty()) {
+        return Some(Repository::new(&location, cwd));
+    }
+    env("RESTIC_REPOSITORY_FILE")
+        .filter(|s| !s.is_empty())
+        .map(|file| from_file(&file))
+}
 
 /// Global options that take a value (`--opt value`, `--opt=value`, and for
 /// the short ones `-r value` or `-rvalue`). They say where the repository
@@ -84,6 +222,91 @@ pub fn unlock_arguments(args: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn repo_of(args: &[&str], job_env: &[(&str, &str)], daemon: &[(&str, &str)]) -> Option<String> {
+        let job_env: BTreeMap<String, String> = job_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let daemon: Vec<(String, String)> = daemon
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let daemon_env = move |key: &str| {
+            daemon
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        repository_of(
+            &strings(args),
+            &job_env,
+            &daemon_env,
+            Path::new("/nonexistent/jobs"),
+        )
+        .map(|r| r.to_string())
+    }
+
+    #[test]
+    fn repository_identity_from_every_argument_form() {
+        let want = Some("/srv/repo".to_string());
+        assert_eq!(repo_of(&["-r", "/srv/repo", "backup"], &[], &[]), want);
+        assert_eq!(repo_of(&["-r/srv/repo", "backup"], &[], &[]), want);
+        assert_eq!(repo_of(&["--repo", "/srv/repo"], &[], &[]), want);
+        assert_eq!(repo_of(&["--repo=/srv/repo"], &[], &[]), want);
+        assert_eq!(
+            repo_of(&["backup", "-r", "/srv//x/../repo/"], &[], &[]),
+            want
+        );
+        assert_eq!(repo_of(&["-r", "local:/srv/repo"], &[], &[]), want);
+        // The last one wins, as in restic.
+        assert_eq!(repo_of(&["-r", "/a", "-r", "/srv/repo"], &[], &[]), want);
+        // Relative to the job directory, restic's working directory.
+        assert_eq!(
+            repo_of(&["-r", "../repo"], &[], &[]),
+            Some("/nonexistent/repo".into())
+        );
+        assert_eq!(
+            repo_of(&["-r", "sftp:u@h:/r"], &[], &[]),
+            Some("sftp:u@h:/r".into())
+        );
+        assert_eq!(repo_of(&["snapshots"], &[], &[]), None);
+    }
+
+    #[test]
+    fn repository_identity_from_the_environment() {
+        let env = [("RESTIC_REPOSITORY", "/srv/repo")];
+        assert_eq!(repo_of(&["backup"], &env, &[]), Some("/srv/repo".into()));
+        assert_eq!(repo_of(&["backup"], &[], &env), Some("/srv/repo".into()));
+        // The job's Env wins over the daemon's, and an option over both.
+        assert_eq!(
+            repo_of(&["backup"], &env, &[("RESTIC_REPOSITORY", "/x")]),
+            Some("/srv/repo".into())
+        );
+        assert_eq!(repo_of(&["-r", "/y"], &env, &[]), Some("/y".into()));
+    }
+
+    #[test]
+    fn repository_files_count_by_their_content() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("where"), "  rest:http://u:pw@nas:8000/r \n").unwrap();
+        let file = dir.path().join("where").display().to_string();
+        let cwd = Path::new("/");
+        let none = |_: &str| None;
+        let via_option = repository_of(
+            &strings(&["--repository-file", &file]),
+            &BTreeMap::new(),
+            &none,
+            cwd,
+        );
+        let env = BTreeMap::from([("RESTIC_REPOSITORY_FILE".to_string(), file.clone())]);
+        let via_env = repository_of(&strings(&["backup"]), &env, &none, cwd);
+        let direct = Repository::new("rest:http://u:pw@nas:8000/r", cwd);
+        assert_eq!(via_option.as_ref(), Some(&direct));
+        assert_eq!(via_env.as_ref(), Some(&direct));
+        assert_eq!(direct.to_string(), "rest:http://u:***@nas:8000/r");
+        assert!(!format!("{direct:?}").contains("pw"));
+    }
 
     fn strings(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()

@@ -3,6 +3,7 @@
 
 mod control; // control URLs, reload, SIGTERM and SIGHUP
 mod files; // job files, config file, command line and --check
-mod real_restic; // backups, forgets and stops with Debian's restic
+mod real_restic; // backups, forgets, stops and locks with Debian's restic
+mod repository; // one restic per repository, restic exit codes, UnlockStale
 mod scheduling; // intervals, state-file start cases, retries, follow-ups
 mod support; // temp environments, the daemon under test, HTTP client

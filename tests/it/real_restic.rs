@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::support::TestEnv;
+use crate::support::{TestEnv, rfc3339_ms};
 
 /// A repository with its password file, and a little data to back up.
 struct Repo {
@@ -19,7 +19,12 @@ struct Repo {
 
 impl Repo {
     fn init(env: &TestEnv) -> Repo {
-        let root = env.dir.path();
+        Self::init_named(env, "repo")
+    }
+
+    fn init_named(env: &TestEnv, name: &str) -> Repo {
+        let root = env.dir.path().join(name);
+        fs::create_dir(&root).unwrap();
         let repo = Repo {
             path: root.join("repo"),
             password_file: root.join("password"),
@@ -72,6 +77,28 @@ impl Repo {
 
     fn snapshots(&self) -> Vec<Value> {
         serde_json::from_str(&self.restic(&["snapshots", "--json"])).unwrap()
+    }
+
+    /// Adds a sparse file of `size` bytes: nothing on disk, but restic reads
+    /// and hashes every zero, so the backup takes a while.
+    fn add_sparse(&self, size: u64) {
+        fs::File::create(self.data.join("sparse"))
+            .unwrap()
+            .set_len(size)
+            .unwrap();
+    }
+
+    /// Starts a backup outside the daemon.
+    fn spawn_backup(&self) -> std::process::Child {
+        Command::new("restic")
+            .arg("-r")
+            .arg(&self.path)
+            .arg("--password-file")
+            .arg(&self.password_file)
+            .args(["backup", "-q"])
+            .arg(&self.data)
+            .spawn()
+            .unwrap()
     }
 
     fn locks(&self) -> String {
@@ -129,10 +156,8 @@ fn stopping_a_real_backup_leaves_no_lock() {
     // grace is what users get.
     let env = TestEnv::with_config(json!({"StopGrace": "30s"}));
     let repo = Repo::init(&env);
-    // A sparse file of 64 GiB: nothing on disk, but restic reads and hashes
-    // zeros long enough for the stop to land in the middle of the backup.
-    let big = fs::File::create(repo.data.join("sparse")).unwrap();
-    big.set_len(64 << 30).unwrap();
+    // Long enough for the stop to land in the middle of the backup.
+    repo.add_sparse(64 << 30);
     env.write_job(
         "big",
         &repo.job("big", &["backup", path_str(&repo.data)], json!({})),
@@ -154,4 +179,122 @@ fn stopping_a_real_backup_leaves_no_lock() {
         daemon.stderr()
     );
     assert!(repo.snapshots().is_empty());
+}
+
+/// `(start, end)` of a job's last run in Unix ms.
+fn last_span(job: &Value) -> (i64, i64) {
+    (
+        rfc3339_ms(&job["lastRun"]["start"]),
+        rfc3339_ms(&job["lastRun"]["end"]),
+    )
+}
+
+#[test]
+fn a_backup_and_a_forget_on_one_repository_never_overlap() {
+    let env = TestEnv::new();
+    let repo = Repo::init(&env);
+    repo.add_sparse(512 << 20);
+    let data = path_str(&repo.data);
+    env.write_job("backup", &repo.job("backup", &["backup", data], json!({})));
+    env.write_job(
+        "forget",
+        &repo.job("forget", &["forget", "--keep-last", "1"], json!({})),
+    );
+    let other = Repo::init_named(&env, "other");
+    other.add_sparse(512 << 20);
+    env.write_job(
+        "elsewhere",
+        &other.job("elsewhere", &["backup", path_str(&other.data)], json!({})),
+    );
+    let daemon = env.start();
+    for name in ["backup", "forget", "elsewhere"] {
+        assert_eq!(daemon.get(&format!("/trigger?name={name}")).0, 200);
+    }
+    let backup = last_span(&daemon.wait_outcome("backup", "success"));
+    let forget = last_span(&daemon.wait_outcome("forget", "success"));
+    let elsewhere = last_span(&daemon.wait_outcome("elsewhere", "success"));
+    assert!(
+        backup.1 <= forget.0 || forget.1 <= backup.0,
+        "backup {backup:?} and forget {forget:?} overlap"
+    );
+    // The backup on the other repository ran at the same time as the first
+    // of the two, since it did not have to wait.
+    let first = if backup.0 < forget.0 { backup } else { forget };
+    assert!(
+        elsewhere.0 < first.1 && first.0 < elsewhere.1,
+        "{elsewhere:?} did not run beside {first:?}"
+    );
+    assert!(repo.locks().trim().is_empty());
+}
+
+#[test]
+fn a_timeout_and_a_daemon_shutdown_during_a_real_backup_leave_no_lock() {
+    let env = TestEnv::with_config(json!({"StopGrace": "30s"}));
+    let repo = Repo::init(&env);
+    repo.add_sparse(64 << 30);
+    let data = path_str(&repo.data);
+    env.write_job(
+        "slow",
+        &repo.job("slow", &["backup", data], json!({"Timeout": "1500ms"})),
+    );
+    env.write_job("long", &repo.job("long", &["backup", data], json!({})));
+    let daemon = env.start();
+    daemon.get("/trigger?name=slow");
+    let job = daemon.wait_outcome("slow", "timeout");
+    assert!(
+        job["lastRun"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{job}"
+    );
+    assert_eq!(
+        repo.locks().trim(),
+        "",
+        "the timeout left a lock\n{}",
+        daemon.stderr()
+    );
+    daemon.get("/trigger?name=long");
+    daemon.wait_for("restic to lock the repository", |_| {
+        (!repo.locks().trim().is_empty()).then_some(())
+    });
+    let stderr = daemon.stderr();
+    assert_eq!(daemon.terminate().code(), Some(0), "{stderr}");
+    assert_eq!(repo.locks().trim(), "", "the shutdown left a lock");
+}
+
+#[test]
+fn a_stale_lock_from_a_killed_restic_is_locked_and_unlock_stale_recovers() {
+    let env = TestEnv::new();
+    let repo = Repo::init(&env);
+    repo.add_sparse(64 << 30);
+    let mut outside = repo.spawn_backup();
+    while repo.locks().trim().is_empty() {
+        assert!(
+            outside.try_wait().unwrap().is_none(),
+            "the outside backup ended early"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    outside.kill().unwrap(); // SIGKILL: restic leaves its lock behind
+    outside.wait().unwrap();
+    assert!(!repo.locks().trim().is_empty());
+    // forget takes an exclusive lock, so the stale lock is in its way.
+    let forget = ["forget", "--keep-last", "1"];
+    env.write_job("plain", &repo.job("plain", &forget, json!({})));
+    env.write_job(
+        "unlocking",
+        &repo.job("unlocking", &forget, json!({"UnlockStale": true})),
+    );
+    let daemon = env.start();
+    daemon.get("/trigger?name=plain");
+    let plain = daemon.wait_outcome("plain", "locked");
+    assert_eq!(plain["lastRun"]["exitCode"], 1, "{plain}");
+    assert!(
+        !repo.locks().trim().is_empty(),
+        "without UnlockStale the lock stays"
+    );
+    daemon.get("/trigger?name=unlocking");
+    daemon.wait_outcome("unlocking", "success");
+    assert_eq!(repo.locks().trim(), "");
 }

@@ -27,6 +27,7 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 /// - `sleep=S`         sleeps S seconds (fractions allowed)
 /// - `exit=N`          exits with N
 /// - `fail-times=N`    exits 1 the first N times (counts in `$FAKE_RECORD.NAME.count`)
+/// - `locked-times=N`  the same, saying "repository is already locked" as restic 0.14 does
 /// - `ignore-int`      ignores SIGINT (so a stop needs SIGTERM)
 /// - `out=TEXT`/`err=TEXT` prints TEXT on stdout/stderr
 /// - `env=VAR`         records VAR's value
@@ -49,6 +50,13 @@ for a in "$@"; do
       n=$(cat "$rec.$tag.count" 2>/dev/null || echo 0)
       echo $((n + 1)) > "$rec.$tag.count"
       [ "$n" -lt "${a#fail-times=}" ] && code=1;;
+    locked-times=*)
+      n=$(cat "$rec.$tag.count" 2>/dev/null || echo 0)
+      echo $((n + 1)) > "$rec.$tag.count"
+      if [ "$n" -lt "${a#locked-times=}" ]; then
+        echo "unable to create lock in backend: repository is already locked by PID 1" >&2
+        code=1
+      fi;;
   esac
 done
 echo "end $tag $$ $(date +%s%N) $code" >> "$rec"

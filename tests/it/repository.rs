@@ -1,0 +1,194 @@
+//! Repository safety with a fake restic: one restic per repository in
+//! arrival order, parallel runs on different repositories, and the exit
+//! codes and messages of old and new restic.
+
+use serde_json::json;
+
+use crate::support::TestEnv;
+
+fn overlap(a: (i64, i64), b: (i64, i64)) -> bool {
+    a.0 < b.1 && b.0 < a.1
+}
+
+#[test]
+fn jobs_on_one_repository_take_turns_and_others_run_in_parallel() {
+    let env = TestEnv::new();
+    let repo = env.dir.path().join("repo").display().to_string();
+    env.write_job(
+        "a",
+        &env.fake_job("a", &["-r", &repo, "sleep=0.4"], json!({})),
+    );
+    // The same repository, written differently, through the environment.
+    let same = format!("{}/../repo/", env.jobs.display());
+    env.write_job(
+        "b",
+        &env.fake_job(
+            "b",
+            &["sleep=0.1"],
+            json!({"Env": {"FAKE_RECORD": env.record, "RESTIC_REPOSITORY": same}}),
+        ),
+    );
+    env.write_job(
+        "c",
+        &env.fake_job("c", &["--repo=/elsewhere", "sleep=0.4"], json!({})),
+    );
+    let daemon = env.start();
+    assert_eq!(daemon.job("a")["repository"], repo.as_str());
+    assert_eq!(daemon.job("b")["repository"], repo.as_str());
+    daemon.get("/trigger?name=a");
+    daemon.wait_status("a", "working");
+    daemon.get("/trigger?name=b");
+    daemon.get("/trigger?name=c");
+    let b = daemon.wait_for("b to wait for a", |d| {
+        let b = d.job("b");
+        (b["WaitingFor"] == "a").then_some(b)
+    });
+    assert_eq!(b["status"], "waiting");
+    for job in ["a", "b", "c"] {
+        daemon.wait_outcome(job, "success");
+    }
+    let (a, b, c) = (env.spans("a")[0], env.spans("b")[0], env.spans("c")[0]);
+    assert!(!overlap(a, b), "a {a:?} and b {b:?} share a repository");
+    assert!(
+        overlap(a, c),
+        "a {a:?} and c {c:?} use different repositories"
+    );
+    assert!(daemon.job("b")["WaitingFor"].is_null());
+}
+
+#[test]
+fn waiting_jobs_run_in_arrival_order_and_a_stopped_waiter_gives_up_its_turn() {
+    let env = TestEnv::new();
+    for name in ["first", "second", "third", "fourth"] {
+        env.write_job(
+            name,
+            &env.fake_job(name, &["-r", "/one/repo", "sleep=0.2"], json!({})),
+        );
+    }
+    let daemon = env.start();
+    daemon.get("/trigger?name=first");
+    daemon.wait_status("first", "working");
+    for name in ["fourth", "second", "third"] {
+        daemon.get(&format!("/trigger?name={name}"));
+        daemon.wait_for("the waiter to queue", |d| {
+            (!d.job(name)["WaitingFor"].is_null()).then_some(())
+        });
+    }
+    assert_eq!(daemon.get("/stop?name=second").0, 200);
+    daemon.wait_outcome("third", "success");
+    daemon.wait_outcome("fourth", "success");
+    let start = |name: &str| env.spans(name)[0].0;
+    assert!(start("fourth") < start("third"), "arrival order");
+    assert!(
+        env.starts("second").is_empty(),
+        "a stopped waiter does not run"
+    );
+    assert_eq!(daemon.job("second")["status"], "stopped");
+}
+
+#[test]
+fn exit_codes_of_new_and_old_restic() {
+    let env = TestEnv::new();
+    let retrying = json!({"retryTimer": "50ms", "maxFailedRetries": 2});
+    let with = |extra: &serde_json::Value| {
+        let mut job = retrying.clone();
+        for (k, v) in extra.as_object().unwrap() {
+            job[k] = v.clone();
+        }
+        job
+    };
+    env.write_job(
+        "locked11",
+        &env.fake_job("locked11", &["exit=11"], with(&json!({}))),
+    );
+    env.write_job(
+        "locked014",
+        &env.fake_job(
+            "locked014",
+            &[
+                "err=unable to create lock in backend: repository is already locked by PID 7",
+                "exit=1",
+            ],
+            with(&json!({})),
+        ),
+    );
+    env.write_job(
+        "password12",
+        &env.fake_job("password12", &["exit=12"], with(&json!({}))),
+    );
+    env.write_job(
+        "password014",
+        &env.fake_job(
+            "password014",
+            &["err=Fatal: wrong password or no key found", "exit=1"],
+            with(&json!({})),
+        ),
+    );
+    env.write_job(
+        "missing10",
+        &env.fake_job("missing10", &["exit=10"], with(&json!({}))),
+    );
+    let daemon = env.start();
+    for name in [
+        "locked11",
+        "locked014",
+        "password12",
+        "password014",
+        "missing10",
+    ] {
+        daemon.get(&format!("/trigger?name={name}"));
+    }
+    for name in ["locked11", "locked014"] {
+        let job = daemon.wait_for("three locked runs", |d| {
+            let job = d.job(name);
+            (job["consecutiveFailures"] == 3 && job["status"] == "waiting").then_some(job)
+        });
+        assert_eq!(job["lastRun"]["outcome"], "locked", "{job}");
+    }
+    // A wrong password spends no retries.
+    for name in ["password12", "password014"] {
+        let job = daemon.wait_outcome(name, "failure");
+        assert_eq!(job["CurrentRetry"], 0, "{job}");
+        assert_eq!(env.starts(name).len(), 1, "{name} was retried");
+    }
+    // A missing repository (restic 0.17 exit 10) is a failure that is retried.
+    daemon.wait_for("three runs", |_| {
+        (env.starts("missing10").len() == 3).then_some(())
+    });
+    assert_eq!(
+        daemon.wait_outcome("missing10", "failure")["lastRun"]["exitCode"],
+        10
+    );
+    assert_eq!(env.starts("password12").len(), 1);
+}
+
+#[test]
+fn unlock_stale_runs_restic_unlock_with_the_repository_options_then_retries_once() {
+    let env = TestEnv::new();
+    // Locked on the first run only, as a stale lock would be until unlocked.
+    env.write_job(
+        "relock",
+        &env.fake_job(
+            "relock",
+            &[
+                "-r",
+                "/some/repo",
+                "--password-file=/pw",
+                "forget",
+                "locked-times=1",
+            ],
+            json!({"UnlockStale": true}),
+        ),
+    );
+    let daemon = env.start();
+    daemon.get("/trigger?name=relock");
+    let job = daemon.wait_outcome("relock", "success");
+    assert_eq!(job["consecutiveFailures"], 0);
+    let record = std::fs::read_to_string(&env.record).unwrap();
+    assert!(
+        record.contains("start run ")
+            && record.contains("-r /some/repo --password-file=/pw unlock"),
+        "restic unlock with the repository options: {record}"
+    );
+    assert_eq!(env.starts("relock").len(), 2, "one retry after the unlock");
+}
