@@ -67,6 +67,23 @@ impl RunningChild {
             // Its own group, so a stop reaches ssh or rclone started by
             // restic, and a Ctrl-C on the daemon's terminal doesn't.
             .process_group(0);
+        // If the daemon dies without stopping us (SIGKILL, a crash), the
+        // kernel sends restic SIGINT, so it removes its lock and ends
+        // instead of running on unsupervised. The signal follows the thread
+        // that started the child: the job's thread, which outlives the run.
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: prctl, getppid and raise are async-signal-safe, and the
+        // closure touches no memory of the parent.
+        unsafe {
+            command.pre_exec(move || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT);
+                if libc::getppid() != parent {
+                    // The daemon died before prctl took effect.
+                    libc::raise(libc::SIGINT);
+                }
+                Ok(())
+            });
+        }
         for key in &spec.env_remove {
             command.env_remove(key);
         }

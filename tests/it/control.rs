@@ -276,3 +276,22 @@ fn a_token_guards_the_api_and_cross_site_requests_are_refused() {
         "the token is never logged"
     );
 }
+
+#[test]
+fn a_daemon_killed_with_sigkill_takes_its_restic_with_it() {
+    let env = TestEnv::new();
+    env.write_job(
+        "orphan",
+        &env.fake_job("orphan", &["exec-sleep=60"], json!({})),
+    );
+    let mut daemon = env.start();
+    daemon.get("/trigger?name=orphan");
+    let pid: u32 = daemon.wait_for("the fake to start", |_| {
+        env.record_lines("orphan")
+            .first()
+            .map(|w| w[2].parse().unwrap())
+    });
+    daemon.signal(libc::SIGKILL);
+    daemon.wait_exit();
+    daemon.wait_for("restic to end", |_| (!process_alive(pid)).then_some(()));
+}

@@ -25,6 +25,7 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 ///
 /// - `tag=NAME`        names the run in the record
 /// - `sleep=S`         sleeps S seconds (fractions allowed)
+/// - `exec-sleep=S`    becomes `sleep S` (one process, as restic is)
 /// - `exit=N`          exits with N
 /// - `fail-times=N`    exits 1 the first N times (counts in `$FAKE_RECORD.NAME.count`)
 /// - `locked-times=N`  the same, saying "repository is already locked" as restic 0.14 does
@@ -40,6 +41,7 @@ echo "start $tag $$ $(date +%s%N) $*" >> "$rec"
 for a in "$@"; do
   case "$a" in
     sleep=*) sleep "${a#sleep=}";;
+    exec-sleep=*) exec sleep "${a#exec-sleep=}";;
     exit=*) code="${a#exit=}";;
     ignore-int) trap '' INT;;
     out=*) echo "${a#out=}";;
@@ -305,9 +307,9 @@ impl Daemon {
                 return value;
             }
             if Instant::now() > deadline {
+                let queue = http(&self.addr, "GET", "/queue", &[]);
                 panic!(
-                    "timed out waiting for {what}\nqueue: {}\nstderr:\n{}",
-                    self.get("/queue").1,
+                    "timed out waiting for {what}\nqueue: {queue:?}\nstderr:\n{}",
                     self.stderr()
                 );
             }
