@@ -125,6 +125,7 @@ pub fn run(args: Args) -> Result<(), Error> {
     if args.check {
         return check(&config, &warnings);
     }
+    limit_malloc_arenas();
     if let Some(warning) = logging::init(&config) {
         warn!("{warning}");
     }
@@ -179,6 +180,26 @@ fn check(config: &Config, config_warnings: &[String]) -> Result<(), Error> {
         Err(Error::CheckFailed)
     } else {
         Ok(())
+    }
+}
+
+/// Keeps a daemon with many job threads small: one malloc arena instead of
+/// one per thread (our threads allocate little and rarely, so they never
+/// contend for it).
+fn limit_malloc_arenas() {
+    // SAFETY: mallopt only changes allocator settings; called before any
+    // thread but main exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
+/// Gives memory that loading job files used and freed back to the system,
+/// so the idle daemon does not keep the high-water mark of a (re)load.
+fn release_free_memory() {
+    // SAFETY: malloc_trim only returns free memory to the system.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -274,6 +295,7 @@ impl Daemon {
         }
         let access = Access::new(token);
         daemon.http = server.map(|server| HttpServer::spawn(server, access, board, command_sender));
+        release_free_memory();
         Ok(daemon)
     }
 
@@ -294,6 +316,7 @@ impl Daemon {
                         info!("SIGHUP: reloading the job directory");
                         let reply = self.reload_all();
                         info!("reload: {}", reply.body.trim_end());
+                        release_free_memory();
                     }
                     Ok(signal) => {
                         info!("signal {signal}: stopping every job");
@@ -317,7 +340,7 @@ impl Daemon {
         }
         let handle = match &entry.job {
             Ok(job) => Some(JobHandle::spawn(
-                Arc::new(job.clone()),
+                job.clone(),
                 file_name.clone(),
                 self.context.clone(),
             )),
@@ -359,7 +382,11 @@ impl Daemon {
                 }
                 Reply::done()
             }
-            Command::Reload(None) => self.reload_all(),
+            Command::Reload(None) => {
+                let reply = self.reload_all();
+                release_free_memory();
+                reply
+            }
             Command::Reload(Some(name)) => self.reload_one(&name),
             Command::Stop(name)
             | Command::Restart(name)
@@ -460,7 +487,7 @@ impl Daemon {
 
     /// Puts a valid `entry` in the slot `file_name`, reusing its thread.
     fn replace(&mut self, file_name: &str, entry: Entry) {
-        let job = Arc::new(entry.job.clone().expect("only valid entries replace"));
+        let job = entry.job.clone().expect("only valid entries replace");
         for warning in &entry.warnings {
             warn!("{warning}");
         }

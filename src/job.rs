@@ -88,7 +88,7 @@ impl JobHandle {
             .board
             .insert(&file_name, JobStatus::new(owner, job.clone()));
         let name = job.name.to_string();
-        let actor = Actor {
+        let mut actor = Actor {
             job,
             file_name,
             owner,
@@ -104,6 +104,10 @@ impl JobHandle {
             last_success: None,
             after_run: Vec::new(),
         };
+        // The start rules run here, on the caller's thread: the job's own
+        // thread then only ever waits and runs restic, so it stays small (a
+        // thousand idle jobs cost a thousand idle stacks and little else).
+        actor.start();
         let thread = thread::Builder::new()
             .name(format!("job {name}"))
             .stack_size(512 * 1024)
@@ -178,7 +182,6 @@ struct Actor {
 
 impl Actor {
     fn run(mut self) {
-        self.start();
         while let Some(event) = self.next_event() {
             let keep_going = match event {
                 Event::Control(control) => self.handle(control),

@@ -10,6 +10,7 @@ use std::fmt;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -123,7 +124,9 @@ pub struct Entry {
     pub path: PathBuf,
     /// The job's name: its `JobName`, or the file name without `.json`.
     pub name: String,
-    pub job: Result<Job, Vec<Problem>>,
+    /// Shared with the job's thread and the board, so a job is in memory
+    /// once however many places refer to it.
+    pub job: Result<Arc<Job>, Vec<Problem>>,
     pub warnings: Vec<Problem>,
 }
 
@@ -326,7 +329,7 @@ pub fn load_file(path: &Path) -> Entry {
         entry.warnings.push(problem(position, message));
     }
     entry.job = match job {
-        Some(job) if parser.problems.is_empty() => Ok(job),
+        Some(job) if parser.problems.is_empty() => Ok(Arc::new(job)),
         _ => Err(parser.problems),
     };
     entry
