@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::job_file::{Entry, Job};
+use crate::schedule::Schedule;
 use crate::state::local_rfc3339;
 
 /// How many runs `/job` lists.
@@ -311,7 +312,11 @@ fn queue_entry(s: &JobStatus) -> QueueEntry<'_> {
     QueueEntry {
         job_name: &s.name,
         status: s.status,
-        regular_timer: nanos(job.and_then(|j| j.schedule.as_ref()?.interval())),
+        regular_timer: match job.and_then(|j| j.schedule.as_ref()) {
+            Some(Schedule::Interval(d)) => nanos(Some(*d)),
+            Some(Schedule::Calendar(_)) => 0,
+            None => nanos(None),
+        },
         retry_timer: nanos(job.and_then(|j| j.retry_timer)),
         max_failed_retries: job.map_or(0, |j| j.max_failed_retries),
         current_retry: s.current_retry,

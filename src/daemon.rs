@@ -17,8 +17,10 @@ use crate::board::{Board, JobStatus, Status};
 use crate::config::{self, Config, Source};
 use crate::http::{Access, Command, Envelope, HttpServer, Reply};
 use crate::job::{Context, Control, JobHandle, Notice};
-use crate::job_file::{self, Entry};
+use crate::job_file::{self, Entry, Job};
 use crate::logging;
+use crate::schedule::{self, Saved, Schedule};
+use crate::state;
 
 pub const USAGE: &str = "\
 Usage: restic-cronned [OPTIONS] [JOBDIR [ADDR]]
@@ -161,6 +163,9 @@ fn check(config: &Config, config_warnings: &[String]) -> Result<(), Error> {
                     .as_ref()
                     .map_or("only when triggered".into(), |s| s.to_string());
                 println!("ok: {} ({}): {schedule}", job.name, entry.path.display());
+                if let Some(schedule) = &job.schedule {
+                    println!("  next runs: {}", next_runs(config, job, schedule));
+                }
             }
             Err(problems) => {
                 errors += problems.len();
@@ -201,6 +206,33 @@ fn release_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// The next three regular runs of `job` if the daemon started now, in local
+/// time, so that users see what their schedule means.
+fn next_runs(config: &Config, job: &Job, schedule: &Schedule) -> String {
+    let path = state::path(&config.state_dir, job.name.as_str());
+    // As the job reads it at start (`job::Actor::start`), without the
+    // warning: `--check` is about the job file.
+    let saved = match state::read(&path) {
+        Ok(None) => Saved::Missing,
+        Ok(Some(state)) => state.saved(),
+        Err(_) => Saved::Unreadable,
+    };
+    let now = jiff::Timestamp::now();
+    let tz = jiff::tz::TimeZone::system();
+    schedule::upcoming_runs(schedule, &saved, now, &tz, 3)
+        .into_iter()
+        .map(|run| {
+            if run <= now {
+                "now".to_string()
+            } else {
+                // Interval slots counted from now carry its nanoseconds.
+                state::local_rfc3339(run.round(jiff::Unit::Second).unwrap_or(run))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A file of the job directory, valid (with its thread) or not.
@@ -493,10 +525,14 @@ impl Daemon {
         }
         match self.slots.get_mut(file_name) {
             Some(slot) if slot.handle.is_some() => {
-                slot.handle
-                    .as_ref()
-                    .expect("checked")
-                    .send(Control::Replace(job));
+                let handle = slot.handle.as_ref().expect("checked");
+                // The board shows the new definition as soon as we answer;
+                // the job applies it after a run that may be going on.
+                self.context.board.update(file_name, handle.owner, |s| {
+                    s.name = job.name.to_string();
+                    s.job = Some(job.clone());
+                });
+                handle.send(Control::Replace(job));
                 slot.entry = entry;
             }
             _ => {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, after, bounded, never, select, unbounded};
 use jiff::Timestamp;
+use jiff::tz::TimeZone;
 use log::{info, warn};
 
 use crate::board::{Board, JobStatus, Outcome, RunRecord, Status};
@@ -285,7 +286,7 @@ impl Actor {
         };
         let now = Timestamp::now();
         let (deadlines, current_retry) =
-            schedule::start_deadlines(self.job.schedule.as_ref(), &saved, now);
+            schedule::start_deadlines(self.job.schedule.as_ref(), &saved, now, &TimeZone::system());
         self.deadlines = deadlines;
         self.current_retry = current_retry;
         match deadlines.next() {
@@ -396,7 +397,7 @@ impl Actor {
             self.deadlines.regular = self.deadlines.regular.or(regular_due);
             self.deadlines.retry = self.deadlines.retry.or(retry_due);
         } else if let (Some(schedule), Some(slot)) = (&self.job.schedule, regular_due) {
-            self.deadlines.regular = Some(schedule.next_slot(slot, end));
+            self.deadlines.regular = Some(schedule.next_slot(slot, end, &TimeZone::system()));
         }
         if outcome.succeeded() {
             self.current_retry = 0;

@@ -3,6 +3,7 @@
 
 pub mod board;
 pub mod config;
+pub mod cron;
 pub mod daemon;
 pub mod exclusion;
 pub mod http;

@@ -8,21 +8,27 @@ use std::fmt;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use jiff::tz::TimeZone;
 use serde_json::Value;
+
+use crate::cron::Calendar;
 
 /// When a job runs by itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Schedule {
     /// Every `Duration`, on the phase of the first deadline.
     Interval(Duration),
+    /// A cron expression in the local time zone.
+    Calendar(Calendar),
 }
 
 impl Schedule {
-    /// The interval as nanoseconds for `/queue`'s `regularTimer` (0 for
-    /// calendar schedules, once they exist).
+    /// The interval, for `/queue`'s `regularTimer`; `None` for calendar
+    /// schedules.
     pub fn interval(&self) -> Option<Duration> {
         match self {
             Schedule::Interval(d) => Some(*d),
+            Schedule::Calendar(_) => None,
         }
     }
 
@@ -32,7 +38,10 @@ impl Schedule {
     /// the one read from a state file); the result is `anchor + k × interval`
     /// for the smallest `k ≥ 1` that lies in the future. A run that overlaps
     /// several slots therefore skips them instead of bursting.
-    pub fn next_slot(&self, anchor: Timestamp, now: Timestamp) -> Timestamp {
+    ///
+    /// Calendar schedules are always on phase: their next slot is the next
+    /// occurrence after `now` on the wall clock of `tz`, whatever `anchor`.
+    pub fn next_slot(&self, anchor: Timestamp, now: Timestamp, tz: &TimeZone) -> Timestamp {
         match self {
             Schedule::Interval(interval) => {
                 let step = interval.as_nanos().max(1) as i128;
@@ -45,6 +54,9 @@ impl Schedule {
                 };
                 timestamp_from_nanos(anchor_ns.saturating_add(k.saturating_mul(step)))
             }
+            // Parsing made sure the expression fires; only the end of time
+            // has no next occurrence.
+            Schedule::Calendar(calendar) => calendar.next_after(now, tz).unwrap_or(Timestamp::MAX),
         }
     }
 }
@@ -53,6 +65,7 @@ impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Schedule::Interval(d) => write!(f, "every {}", format_duration(*d)),
+            Schedule::Calendar(calendar) => write!(f, "{calendar}"),
         }
     }
 }
@@ -150,11 +163,12 @@ pub fn parse_schedule(value: &Value) -> Result<Option<Schedule>, String> {
                 Err(e) => Err(format!("{e} in {s:?}")),
             };
         }
-        if s.starts_with('@') || s.split_whitespace().count() >= 5 {
-            return Err(format!(
-                "calendar schedules such as {s:?} are not supported yet; \
-                 use seconds or a duration such as \"24h\""
-            ));
+        // Durations have at most a few words and no `*` or `?`; anything
+        // else is read as cron, so that a cron typo gets a cron error.
+        if s.starts_with('@') || s.contains(['*', '?']) || s.split_whitespace().count() >= 5 {
+            return Calendar::parse(s)
+                .map(|calendar| Some(Schedule::Calendar(calendar)))
+                .map_err(|e| e.to_string());
         }
     }
     Ok(parse_duration(value)?
@@ -215,6 +229,7 @@ pub fn start_deadlines(
     schedule: Option<&Schedule>,
     saved: &Saved,
     now: Timestamp,
+    tz: &TimeZone,
 ) -> (Deadlines, u32) {
     match (schedule, saved) {
         (Some(_), Saved::Missing) => (
@@ -226,7 +241,7 @@ pub fn start_deadlines(
         ),
         (Some(schedule), Saved::Unreadable) => (
             Deadlines {
-                regular: Some(schedule.next_slot(now, now)),
+                regular: Some(schedule.next_slot(now, now, tz)),
                 retry: None,
             },
             0,
@@ -272,6 +287,30 @@ pub fn start_deadlines(
     }
 }
 
+/// The first `count` regular runs of a job started at `now` with `saved`
+/// state, as the start rules and `next_slot` place them when every run takes
+/// no time. A run at `now` is one that is due at start. For `--check`.
+pub fn upcoming_runs(
+    schedule: &Schedule,
+    saved: &Saved,
+    now: Timestamp,
+    tz: &TimeZone,
+    count: usize,
+) -> Vec<Timestamp> {
+    let (deadlines, _) = start_deadlines(Some(schedule), saved, now, tz);
+    let mut runs = Vec::with_capacity(count);
+    let Some(mut slot) = deadlines.regular else {
+        return runs;
+    };
+    let mut run = slot.max(now);
+    while runs.len() < count {
+        runs.push(run);
+        slot = schedule.next_slot(slot, run, tz);
+        run = slot;
+    }
+    runs
+}
+
 /// When to retry after a failed run that started at `run_start` and ended
 /// at `now`: `retry_timer` after the end, but never sooner than a second
 /// after the failed run started (a zero timer must not spin).
@@ -289,6 +328,7 @@ mod tests {
     }
 
     const HOUR: Duration = Duration::from_secs(3600);
+    const UTC: &TimeZone = &TimeZone::UTC;
 
     #[test]
     fn parses_seconds_strings_and_none() {
@@ -346,13 +386,13 @@ mod tests {
     fn next_slot_keeps_the_phase_and_skips_overlapped_slots() {
         let s = Schedule::Interval(HOUR);
         // Just after the anchor: the next slot.
-        assert_eq!(s.next_slot(ts(0), ts(10)), ts(3600));
+        assert_eq!(s.next_slot(ts(0), ts(10), UTC), ts(3600));
         // Exactly on a slot: strictly after it.
-        assert_eq!(s.next_slot(ts(0), ts(3600)), ts(7200));
+        assert_eq!(s.next_slot(ts(0), ts(3600), UTC), ts(7200));
         // Ten and a half hours late: one slot, on the old phase.
-        assert_eq!(s.next_slot(ts(0), ts(37_800)), ts(39_600));
+        assert_eq!(s.next_slot(ts(0), ts(37_800), UTC), ts(39_600));
         // Anchor in the future (clock stepped back): one interval after it.
-        assert_eq!(s.next_slot(ts(100), ts(0)), ts(3700));
+        assert_eq!(s.next_slot(ts(100), ts(0), UTC), ts(3700));
     }
 
     #[test]
@@ -361,12 +401,16 @@ mod tests {
         let now = ts(0);
         // No state file: run now.
         assert_eq!(
-            start_deadlines(Some(&s), &Saved::Missing, now).0.regular,
+            start_deadlines(Some(&s), &Saved::Missing, now, UTC)
+                .0
+                .regular,
             Some(now)
         );
         // Unreadable: one full period.
         assert_eq!(
-            start_deadlines(Some(&s), &Saved::Unreadable, now).0.regular,
+            start_deadlines(Some(&s), &Saved::Unreadable, now, UTC)
+                .0
+                .regular,
             Some(ts(3600))
         );
         // Future and past NextTrigger are kept as they are; a past one is
@@ -377,7 +421,7 @@ mod tests {
                 next_regular: None,
                 current_retry: 0,
             };
-            let (d, retry) = start_deadlines(Some(&s), &saved, now);
+            let (d, retry) = start_deadlines(Some(&s), &saved, now, UTC);
             assert_eq!((d.regular, d.retry, retry), (Some(t), None, 0));
         }
         // A persisted retry resumes as a retry, with its counter.
@@ -386,7 +430,7 @@ mod tests {
             next_regular: Some(ts(3000)),
             current_retry: 2,
         };
-        let (d, retry) = start_deadlines(Some(&s), &saved, now);
+        let (d, retry) = start_deadlines(Some(&s), &saved, now, UTC);
         assert_eq!(
             (d.regular, d.retry, retry),
             (Some(ts(3000)), Some(ts(60)), 2)
@@ -394,10 +438,13 @@ mod tests {
         assert_eq!(d.next(), Some(ts(60)));
         // Trigger-only jobs wait for nothing unless a retry was pending.
         assert_eq!(
-            start_deadlines(None, &Saved::Missing, now).0,
+            start_deadlines(None, &Saved::Missing, now, UTC).0,
             Deadlines::default()
         );
-        assert_eq!(start_deadlines(None, &saved, now).0.retry, Some(ts(60)));
+        assert_eq!(
+            start_deadlines(None, &saved, now, UTC).0.retry,
+            Some(ts(60))
+        );
     }
 
     #[test]
@@ -408,8 +455,135 @@ mod tests {
         let old = ts(0);
         let restart = ts(37_800);
         assert_eq!(
-            s.next_slot(old, add(restart, Duration::from_secs(5))),
+            s.next_slot(old, add(restart, Duration::from_secs(5)), UTC),
             ts(39_600)
+        );
+    }
+
+    fn calendar(expression: &str) -> Schedule {
+        match parse_schedule(&json!(expression)) {
+            Ok(Some(schedule @ Schedule::Calendar(_))) => schedule,
+            other => panic!("{expression:?} is not a calendar schedule: {other:?}"),
+        }
+    }
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_calendar_schedules_as_written() {
+        for expression in [
+            "30 3 * * *",
+            "0 30 3 * * *",
+            "@hourly",
+            "@daily",
+            "@midnight",
+            "@weekly",
+            "@monthly",
+            "@yearly",
+            "@annually",
+            "*/5 * * * * ?",
+        ] {
+            let schedule = calendar(expression);
+            assert_eq!(schedule.to_string(), expression);
+            assert_eq!(schedule.interval(), None, "{expression}");
+        }
+        // `@every` stays an interval.
+        assert_eq!(
+            parse_schedule(&json!("@every 90m")).unwrap(),
+            Some(Schedule::Interval(Duration::from_secs(5400)))
+        );
+    }
+
+    #[test]
+    fn calendar_errors_reach_the_job_file() {
+        for (value, want) in [
+            (
+                "0 0 32 * *",
+                r#"day-of-month "32" is out of range 1-31 in "0 0 32 * *""#,
+            ),
+            ("0 0 30 2 *", r#""0 0 30 2 *" never fires"#),
+            ("0 3 * *", "found 4 in \"0 3 * *\""),
+            ("@often", r#"unknown schedule "@often""#),
+        ] {
+            let err = parse_schedule(&json!(value)).unwrap_err();
+            assert!(err.contains(want), "{value}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_calendar_slot_is_the_next_occurrence_whatever_the_anchor() {
+        let s = calendar("30 3 * * *");
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        let now = at("2024-06-10T12:00:00Z");
+        for anchor in [at("2024-06-10T01:30:00Z"), at("2024-05-01T07:00:00Z"), now] {
+            assert_eq!(
+                s.next_slot(anchor, now, &berlin),
+                at("2024-06-11T01:30:00Z"),
+                "anchor {anchor}"
+            );
+        }
+        assert_eq!(s.next_slot(now, now, UTC), at("2024-06-11T03:30:00Z"));
+    }
+
+    #[test]
+    fn calendar_start_rules() {
+        let s = calendar("0 3 * * *");
+        let now = at("2024-06-10T12:00:00Z");
+        let tomorrow = at("2024-06-11T03:00:00Z");
+        // No state file: run now.
+        assert_eq!(
+            start_deadlines(Some(&s), &Saved::Missing, now, UTC)
+                .0
+                .regular,
+            Some(now)
+        );
+        // Unreadable: wait for the next occurrence.
+        assert_eq!(
+            start_deadlines(Some(&s), &Saved::Unreadable, now, UTC)
+                .0
+                .regular,
+            Some(tomorrow)
+        );
+        // A missed slot days ago: one run now, then the next occurrence.
+        let missed = Saved::Found {
+            next_trigger: at("2024-06-07T03:00:00Z"),
+            next_regular: None,
+            current_retry: 0,
+        };
+        assert_eq!(
+            upcoming_runs(&s, &missed, now, UTC, 3),
+            [now, tomorrow, at("2024-06-12T03:00:00Z")]
+        );
+        // A future slot is waited for.
+        let future = Saved::Found {
+            next_trigger: tomorrow,
+            next_regular: None,
+            current_retry: 0,
+        };
+        assert_eq!(
+            upcoming_runs(&s, &future, now, UTC, 2),
+            [tomorrow, at("2024-06-12T03:00:00Z")]
+        );
+    }
+
+    #[test]
+    fn upcoming_interval_runs_keep_the_phase() {
+        let s = Schedule::Interval(HOUR);
+        let now = ts(0);
+        assert_eq!(
+            upcoming_runs(&s, &Saved::Missing, now, UTC, 3),
+            [now, ts(3600), ts(7200)]
+        );
+        let missed = Saved::Found {
+            next_trigger: ts(-5400),
+            next_regular: None,
+            current_retry: 0,
+        };
+        assert_eq!(
+            upcoming_runs(&s, &missed, now, UTC, 3),
+            [now, ts(1800), ts(5400)]
         );
     }
 

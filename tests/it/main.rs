@@ -1,6 +1,7 @@
 //! Integration tests: the real `restic-cronned` binary, a fake restic for
 //! faults, and the real restic against repositories in temp directories.
 
+mod calendar; // cron schedules: second boundaries, catch-up, --check
 mod control; // control URLs, reload, SIGTERM and SIGHUP
 mod files; // job files, config file, command line and --check
 mod real_restic; // backups, forgets, stops and locks with Debian's restic

@@ -153,6 +153,18 @@ impl TestEnv {
 
     /// Starts the daemon on port 0 with `extra` arguments before JOBDIR.
     pub fn start_with(&self, extra: &[&str]) -> Daemon {
+        Daemon::spawn(self.daemon_command(extra))
+    }
+
+    /// Starts the daemon on port 0 with `vars` added to its environment,
+    /// such as `TZ`.
+    pub fn start_with_env(&self, vars: &[(&str, &str)]) -> Daemon {
+        let mut command = self.daemon_command(&[]);
+        command.envs(vars.iter().copied());
+        Daemon::spawn(command)
+    }
+
+    fn daemon_command(&self, extra: &[&str]) -> Command {
         let mut command = Command::new(DAEMON);
         command
             .arg("--config")
@@ -160,7 +172,7 @@ impl TestEnv {
             .args(extra)
             .arg(&self.jobs)
             .arg("127.0.0.1:0");
-        Daemon::spawn(command)
+        command
     }
 
     /// Every `start`/`end` line of the record for `tag`.
