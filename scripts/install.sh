@@ -402,7 +402,7 @@ if [[ $mode == system ]]; then
     cat <<EOF
 
 Next: put job files into $job_dir (see jobs.example/), check them with
-  sudo -u $service_user $bin_dir/restic-cronned --config $config_file --check
+  runuser -u $service_user -- $bin_dir/restic-cronned --config $config_file --check
 and start the service:
   systemctl enable --now $service
 EOF
