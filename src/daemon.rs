@@ -15,6 +15,7 @@ use signal_hook::iterator::{Handle as SignalHandle, Signals};
 
 use crate::board::{Board, JobStatus, Status};
 use crate::config::{self, Config, Source};
+use crate::healthcheck::Pinger;
 use crate::http::{Access, Command, Envelope, HttpServer, Reply};
 use crate::job::{Context, Control, JobHandle, Notice};
 use crate::job_file::{self, Entry, Job};
@@ -253,6 +254,9 @@ struct Daemon {
     /// Removed jobs whose thread may still be stopping restic.
     retiring: Vec<JobHandle>,
     signal_thread: Option<(SignalHandle, JoinHandle<()>)>,
+    /// Last: it sends the end pings of the runs the shutdown stopped; held
+    /// only to be dropped (joined) then.
+    _pinger: Pinger,
 }
 
 impl Daemon {
@@ -277,6 +281,8 @@ impl Daemon {
         let directory = job_dir.display().to_string();
         let board = Board::new(&directory);
         let (notice_sender, notices) = unbounded();
+        let pinger = Pinger::spawn()
+            .map_err(|e| Error::Runtime(format!("cannot start the healthcheck thread: {e}")))?;
         let context = Arc::new(Context {
             board: board.clone(),
             state_dir: config.state_dir.clone(),
@@ -284,6 +290,7 @@ impl Daemon {
             stop_grace: config.stop_grace,
             notices: notice_sender,
             repositories: Arc::default(),
+            pings: pinger.sender(),
         });
         let token = config.api_token().map_err(Error::Setup)?;
         let (command_sender, commands) = unbounded();
@@ -318,6 +325,7 @@ impl Daemon {
             slots: BTreeMap::new(),
             retiring: Vec::new(),
             signal_thread: Some((signal_handle, signal_thread)),
+            _pinger: pinger,
         };
         let entries =
             job_file::load_dir(&daemon.context.job_dir).map_err(|e| Error::Setup(e.to_string()))?;

@@ -16,6 +16,7 @@ use log::{info, warn};
 
 use crate::board::{Board, JobStatus, Outcome, RunRecord, Status};
 use crate::exclusion::{Acquired, Guard, Repositories};
+use crate::healthcheck::Ping;
 use crate::job_file::{Job, JobName};
 use crate::process::{self, ChildEvent, RunningChild, Spec, Stream, describe_status};
 use crate::restic::{self, Repository};
@@ -63,6 +64,7 @@ pub struct Context {
     pub stop_grace: Duration,
     pub notices: Sender<Notice>,
     pub repositories: Arc<Repositories>,
+    pub pings: Sender<Ping>,
 }
 
 /// The daemon's handle on a job thread.
@@ -529,8 +531,25 @@ impl Actor {
         }
     }
 
-    /// Starts restic and follows it to its end.
+    /// One run with its healthcheck pings.
     fn execute(&mut self, why: &str) -> RunRecord {
+        let healthcheck = self.job.healthcheck.clone();
+        let name = self.job.name.as_str();
+        if let Some(url) = &healthcheck {
+            let _ = self.context.pings.send(Ping::start(name, url));
+        }
+        let record = self.run_child(why);
+        if let Some(url) = &healthcheck {
+            let _ = self
+                .context
+                .pings
+                .send(Ping::end(self.job.name.as_str(), url, &record));
+        }
+        record
+    }
+
+    /// Starts restic and follows it to its end.
+    fn run_child(&mut self, why: &str) -> RunRecord {
         let name = self.job.name.clone();
         let start = Timestamp::now();
         let failed = |error: String| RunRecord {

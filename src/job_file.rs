@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::healthcheck;
 use crate::json::{self, Object, Position};
 use crate::schedule::{self, Schedule, describe_json};
 
@@ -324,10 +325,6 @@ pub fn load_file(path: &Path) -> Entry {
     if let Some(name) = parser.string("JobName") {
         entry.name = name;
     }
-    if let Some((_, position)) = object.get("Healthcheck") {
-        let message = "\"Healthcheck\" is not supported yet and is ignored".to_string();
-        entry.warnings.push(problem(position, message));
-    }
     entry.job = match job {
         Some(job) if parser.problems.is_empty() => Ok(Arc::new(job)),
         _ => Err(parser.problems),
@@ -447,7 +444,13 @@ impl Parser<'_, '_> {
         let env = self.field("Env", string_map).unwrap_or_default();
         let timeout = self.field("Timeout", schedule::parse_duration).flatten();
         let stop_after_failed_retries = self.bool("StopAfterFailedRetries");
-        let healthcheck = self.string("Healthcheck");
+        let healthcheck = self
+            .field("Healthcheck", |v| match v {
+                Value::String(url) if url.is_empty() => Ok(String::new()),
+                Value::String(url) => healthcheck::validate_url(url).map(|()| url.clone()),
+                other => Err(format!("expected a URL, found {}", describe_json(other))),
+            })
+            .filter(|url| !url.is_empty());
         let unlock_stale = self.bool("UnlockStale");
         Some(Job {
             name: name?,

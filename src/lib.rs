@@ -6,6 +6,7 @@ pub mod config;
 pub mod cron;
 pub mod daemon;
 pub mod exclusion;
+pub mod healthcheck;
 pub mod http;
 pub mod job;
 pub mod job_file;

@@ -5,6 +5,7 @@ mod calendar; // cron schedules: second boundaries, catch-up, --check
 mod control; // control URLs, reload, SIGTERM and SIGHUP
 mod files; // job files, config file, command line and --check
 mod fuzz; // generated input for the parsers and the router: no panics
+mod monitoring; // healthcheck pings to a local stand-in for healthchecks.io
 mod packaging; // scripts/install.sh into a temp root: files, modes, units, uninstall
 mod real_restic; // backups, forgets, stops and locks with Debian's restic
 mod repository; // one restic per repository, restic exit codes, UnlockStale

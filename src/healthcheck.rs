@@ -1,0 +1,210 @@
+//! Healthcheck pings, in the protocol of healthchecks.io: `GET URL/start`
+//! when a run starts, `POST URL/<exit code>` (or `URL/fail`) with the end of
+//! the output when it ends. One thread sends them, so a slow or dead ping
+//! URL never delays a job; every request has a 10 s timeout, and a failed
+//! ping is logged, never fatal.
+
+use std::sync::{Arc, OnceLock};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use log::{debug, warn};
+
+use crate::board::{Outcome, RunRecord};
+
+/// The most a request may take.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// How much of the output an end ping carries.
+const BODY_BYTES: usize = 10 * 1024;
+
+/// A ping to send.
+#[derive(Debug)]
+pub struct Ping {
+    pub job: String,
+    pub url: String,
+    pub body: Option<String>,
+}
+
+impl Ping {
+    /// The ping for a run that starts.
+    pub fn start(job: &str, base: &str) -> Ping {
+        Ping {
+            job: job.to_string(),
+            url: join(base, "start"),
+            body: None,
+        }
+    }
+
+    /// The ping for a run that ended: `0` for a success, the exit code for a
+    /// warning, failure or lock conflict that exited, `fail` for timeouts,
+    /// stops and runs that never started or died by a signal.
+    pub fn end(job: &str, base: &str, run: &RunRecord) -> Ping {
+        let status = match (run.outcome, run.exit_code) {
+            (Outcome::Success, _) => "0".to_string(),
+            (Outcome::Warning | Outcome::Failure | Outcome::Locked, Some(code)) => code.to_string(),
+            _ => "fail".to_string(),
+        };
+        let mut body = tail(&run.output_tail, BODY_BYTES).to_string();
+        if let Some(error) = &run.error {
+            body.push_str(&format!(
+                "restic-cronned: {}: {error}\n",
+                run.outcome.as_str()
+            ));
+        }
+        Ping {
+            job: job.to_string(),
+            url: join(base, &status),
+            body: Some(body),
+        }
+    }
+}
+
+/// `base/what`, keeping a query string at the end.
+fn join(base: &str, what: &str) -> String {
+    let (path, query) = match base.split_once('?') {
+        Some((path, query)) => (path, format!("?{query}")),
+        None => (base, String::new()),
+    };
+    format!("{}/{what}{query}", path.trim_end_matches('/'))
+}
+
+/// The last `bytes` of `text`, cut at a character boundary.
+fn tail(text: &str, bytes: usize) -> &str {
+    let mut start = text.len().saturating_sub(bytes);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+/// The thread that sends pings. Dropping it sends what is queued, then
+/// joins the thread.
+pub struct Pinger {
+    sender: Option<Sender<Ping>>,
+    /// Set at shutdown: pings still queued after this are dropped, so a
+    /// dead ping URL cannot hold the daemon's exit up for long.
+    give_up_at: Arc<OnceLock<Instant>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Pinger {
+    pub fn spawn() -> std::io::Result<Pinger> {
+        let (sender, pings) = unbounded();
+        let give_up_at = Arc::new(OnceLock::new());
+        let deadline = give_up_at.clone();
+        let thread = thread::Builder::new()
+            .name("healthcheck".into())
+            .spawn(move || send_all(pings, &deadline))?;
+        Ok(Pinger {
+            sender: Some(sender),
+            give_up_at,
+            thread: Some(thread),
+        })
+    }
+
+    /// Where jobs queue their pings.
+    pub fn sender(&self) -> Sender<Ping> {
+        self.sender.clone().expect("the sender lives until drop")
+    }
+}
+
+impl Drop for Pinger {
+    fn drop(&mut self) {
+        let _ = self.give_up_at.set(Instant::now() + TIMEOUT);
+        drop(self.sender.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn send_all(pings: Receiver<Ping>, give_up_at: &OnceLock<Instant>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(TIMEOUT))
+        .user_agent(concat!("restic-cronned/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into();
+    for ping in pings {
+        if give_up_at.get().is_some_and(|at| Instant::now() > *at) {
+            warn!(
+                "[{}] shutting down: healthcheck ping {} not sent",
+                ping.job, ping.url
+            );
+            continue;
+        }
+        let result = match &ping.body {
+            None => agent.get(&ping.url).call(),
+            Some(body) => agent.post(&ping.url).send(body.as_bytes()),
+        };
+        match result {
+            Ok(_) => debug!("[{}] pinged {}", ping.job, ping.url),
+            Err(e) => warn!("[{}] healthcheck ping {} failed: {e}", ping.job, ping.url),
+        }
+    }
+}
+
+/// Checks a `Healthcheck` value from a job file.
+pub fn validate_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("{url:?} is not an http:// or https:// URL"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::Timestamp;
+
+    fn run(outcome: Outcome, exit_code: Option<i32>) -> RunRecord {
+        RunRecord {
+            start: Timestamp::UNIX_EPOCH,
+            end: Timestamp::UNIX_EPOCH,
+            outcome,
+            exit_code,
+            error: None,
+            output_tail: "x".repeat(BODY_BYTES + 10),
+        }
+    }
+
+    #[test]
+    fn end_pings_follow_the_protocol() {
+        let base = "https://hc-ping.com/uuid/";
+        let url = |o, c| Ping::end("j", base, &run(o, c)).url;
+        assert_eq!(Ping::start("j", base).url, "https://hc-ping.com/uuid/start");
+        assert_eq!(url(Outcome::Success, Some(0)), "https://hc-ping.com/uuid/0");
+        assert_eq!(url(Outcome::Warning, Some(3)), "https://hc-ping.com/uuid/3");
+        assert_eq!(url(Outcome::Failure, Some(1)), "https://hc-ping.com/uuid/1");
+        assert_eq!(
+            url(Outcome::Locked, Some(11)),
+            "https://hc-ping.com/uuid/11"
+        );
+        assert_eq!(url(Outcome::Failure, None), "https://hc-ping.com/uuid/fail");
+        assert_eq!(
+            url(Outcome::Timeout, Some(130)),
+            "https://hc-ping.com/uuid/fail"
+        );
+        assert_eq!(
+            url(Outcome::Stopped, Some(130)),
+            "https://hc-ping.com/uuid/fail"
+        );
+        let body = Ping::end("j", base, &run(Outcome::Success, Some(0)))
+            .body
+            .unwrap();
+        assert_eq!(body.len(), BODY_BYTES);
+        assert_eq!(join("http://h/p?rid=1", "start"), "http://h/p/start?rid=1");
+    }
+
+    #[test]
+    fn urls_are_checked() {
+        assert!(validate_url("https://hc-ping.com/x").is_ok());
+        assert!(validate_url("http://127.0.0.1:8000/x").is_ok());
+        assert!(validate_url("ftp://x").is_err());
+        assert!(validate_url("https:///x").is_err());
+    }
+}
