@@ -241,9 +241,9 @@ impl Daemon {
                 None
             }
             Some(addr) => {
-                let server = tiny_http::Server::http(addr)
-                    .map_err(|e| Error::Runtime(format!("cannot listen on {addr}: {e}")))?;
-                let bound = server.server_addr();
+                let listen_error = |e| Error::Runtime(format!("cannot listen on {addr}: {e}"));
+                let server = std::net::TcpListener::bind(addr).map_err(listen_error)?;
+                let bound = server.local_addr().map_err(listen_error)?;
                 info!("listening on {bound}");
                 if !addr.ip().is_loopback() && token.is_none() {
                     warn!(
