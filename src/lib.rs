@@ -2,6 +2,7 @@
 //! controlled over a small HTTP API.
 
 pub mod board;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod http;
