@@ -318,7 +318,10 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     let mut connections: Vec<Connection> = Vec::new();
     let mut last_warning: Option<Instant> = None;
     loop {
-        let accepted = listener.accept();
+        // The clone lets shutdown interrupt the connection's thread.
+        let accepted = listener
+            .accept()
+            .and_then(|(stream, peer)| Ok((stream.try_clone()?, stream, peer)));
         if shared.stopping.try_recv() != Err(crossbeam_channel::TryRecvError::Empty) {
             break;
         }
@@ -329,7 +332,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         for connection in finished {
             let _ = connection.thread.join();
         }
-        let (stream, peer) = match accepted {
+        let (handle, stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of descriptors, or a client that reset before we
@@ -348,9 +351,6 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
             refuse_busy(stream);
             continue;
         }
-        let Ok(handle) = stream.try_clone() else {
-            continue;
-        };
         let serving = shared.clone();
         let thread = thread::Builder::new()
             .name("http-client".into())

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::{TestEnv, process_alive, status_of};
+use crate::support::{TestEnv, process_alive, raw_http, status_of};
 
 const THREADS: usize = 4;
 const REQUESTS_PER_THREAD: usize = 1500;
@@ -164,4 +164,82 @@ fn hostile_clients_never_stop_the_server_or_the_jobs() {
             .ok()?;
         (threads < 10).then_some(())
     });
+    // Clients still connected do not hold up a shutdown.
+    let _slow: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&addr).unwrap();
+            stream.write_all(b"GET /queue HTTP/1.1\r\n").unwrap();
+            stream
+        })
+        .collect();
+    let asked = Instant::now();
+    assert_eq!(daemon.terminate().code(), Some(0));
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+}
+
+#[test]
+fn connections_over_the_limit_are_refused_at_once() {
+    let env = TestEnv::new();
+    let daemon = env.start();
+    let idle: Vec<TcpStream> = (0..64)
+        .map(|_| TcpStream::connect(&daemon.addr).unwrap())
+        .collect();
+    // The server has taken every idle connection once /healthz is refused.
+    let answer = daemon.wait_for("a refusal", |d| {
+        let answer = raw_http(&d.addr, b"GET /healthz HTTP/1.1\r\n\r\n").ok()?;
+        (status_of(&answer) == 503).then_some(answer)
+    });
+    assert!(answer.contains("Retry-After: 1\r\n"), "{answer}");
+    drop(idle);
+    daemon.wait_for("the server to answer again", |d| {
+        let answer = raw_http(&d.addr, b"GET /healthz HTTP/1.1\r\n\r\n").ok()?;
+        (status_of(&answer) == 200).then_some(())
+    });
+}
+
+#[test]
+fn running_out_of_descriptors_only_pauses_the_server() {
+    let env = TestEnv::new();
+    env.write_job("alive", &env.fake_job("alive", &[], json!({})));
+    let mut command = std::process::Command::new(crate::support::DAEMON);
+    command
+        .arg("--config")
+        .arg(&env.config)
+        .arg(&env.jobs)
+        .arg("127.0.0.1:0");
+    // SAFETY: setrlimit is async-signal-safe; this runs in the child
+    // between fork and exec and touches nothing else.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 40,
+                rlim_max: 40,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let daemon = crate::support::Daemon::spawn(command);
+    // Idle clients until the daemon has no descriptor left to accept with.
+    let idle: Vec<TcpStream> = (0..40)
+        .map(|_| TcpStream::connect(&daemon.addr).unwrap())
+        .collect();
+    daemon.wait_for("the accept failures", |d| {
+        d.stderr()
+            .contains("cannot accept a connection")
+            .then_some(())
+    });
+    drop(idle);
+    // Once they are gone, the server answers and the job runs again.
+    assert_eq!(daemon.get("/healthz"), (200, "ok\n".into()));
+    assert_eq!(daemon.get("/trigger?name=alive").0, 200);
+    daemon.wait_outcome("alive", "success");
 }

@@ -207,7 +207,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    fn spawn(mut command: Command) -> Daemon {
+    pub fn spawn(mut command: Command) -> Daemon {
         let description = format!("{command:?}");
         let mut child = command
             .stdin(Stdio::null())
