@@ -279,9 +279,14 @@ impl Daemon {
     fn run(mut self) -> Result<(), Error> {
         loop {
             select! {
-                recv(self.commands) -> msg => if let Ok((command, reply)) = msg {
-                    let answer = self.command(command);
-                    let _ = reply.send(answer);
+                recv(self.commands) -> msg => match msg {
+                    Ok((command, reply)) => {
+                        let answer = self.command(command);
+                        let _ = reply.send(answer);
+                    }
+                    // No HTTP server: a disconnected channel is always ready,
+                    // so stop selecting on it rather than spin.
+                    Err(_) => self.commands = crossbeam_channel::never(),
                 },
                 recv(self.notices) -> msg => if let Ok(Notice::FollowUp { from, next }) = msg {
                     for name in next {
