@@ -240,6 +240,12 @@ fn running_out_of_descriptors_only_pauses_the_server() {
     drop(idle);
     // Once they are gone, the server answers and the job runs again.
     assert_eq!(daemon.get("/healthz"), (200, "ok\n".into()));
+    daemon.wait_for("the descriptors to come back", |d| {
+        let open = std::fs::read_dir(format!("/proc/{}/fd", d.pid()))
+            .ok()?
+            .count();
+        (open < 20).then_some(())
+    });
     assert_eq!(daemon.get("/trigger?name=alive").0, 200);
     daemon.wait_outcome("alive", "success");
 }
