@@ -14,7 +14,7 @@ mod wire;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -307,8 +307,10 @@ impl Drop for HttpServer {
 }
 
 /// One connection's thread, and its socket so shutdown can interrupt it.
+/// The socket is the thread's: it closes when the thread is done with it,
+/// whether or not this thread has looked at the list since.
 struct Connection {
-    stream: TcpStream,
+    stream: Weak<TcpStream>,
     thread: JoinHandle<()>,
 }
 
@@ -318,10 +320,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     let mut connections: Vec<Connection> = Vec::new();
     let mut last_warning: Option<Instant> = None;
     loop {
-        // The clone lets shutdown interrupt the connection's thread.
-        let accepted = listener
-            .accept()
-            .and_then(|(stream, peer)| Ok((stream.try_clone()?, stream, peer)));
+        let accepted = listener.accept();
         if shared.stopping.try_recv() != Err(crossbeam_channel::TryRecvError::Empty) {
             break;
         }
@@ -332,7 +331,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         for connection in finished {
             let _ = connection.thread.join();
         }
-        let (handle, stream, peer) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of descriptors, or a client that reset before we
@@ -351,10 +350,12 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
             refuse_busy(stream);
             continue;
         }
+        let stream = Arc::new(stream);
+        let handle = Arc::downgrade(&stream);
         let serving = shared.clone();
         let thread = thread::Builder::new()
             .name("http-client".into())
-            .spawn(move || serve(stream, peer, &serving));
+            .spawn(move || serve(&stream, peer, &serving));
         match thread {
             Ok(thread) => connections.push(Connection {
                 stream: handle,
@@ -364,15 +365,20 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         }
     }
     for connection in &connections {
-        let _ = connection.stream.shutdown(std::net::Shutdown::Both);
+        if let Some(stream) = connection.stream.upgrade() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
     }
     for connection in connections {
         let _ = connection.thread.join();
     }
 }
 
-/// Answers a connection over the limit without reading it.
-fn refuse_busy(mut stream: TcpStream) {
+/// Answers a connection over the limit without reading its request. This
+/// runs on the accepting thread, so the lingering close that keeps the
+/// answer from being destroyed by a reset is short: an honest client has
+/// sent its request and hangs up as soon as it has read the answer.
+fn refuse_busy(stream: TcpStream) {
     let body = "too many connections; try again\n";
     let answer = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
@@ -380,13 +386,15 @@ fn refuse_busy(mut stream: TcpStream) {
         body.len()
     );
     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-    let _ = stream.write_all(answer.as_bytes());
+    if (&stream).write_all(answer.as_bytes()).is_ok() {
+        wire::close_gently(&stream, Duration::from_millis(100));
+    }
 }
 
 /// Reads one request from `stream`, answers it and closes the connection.
-fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
+fn serve(stream: &TcpStream, peer: SocketAddr, shared: &Shared) {
     let _ = stream.set_write_timeout(Some(ANSWER_TIME));
-    let (reply, send_body) = match wire::read_request(&mut stream, Instant::now() + REQUEST_TIME) {
+    let (reply, send_body) = match wire::read_request(stream, Instant::now() + REQUEST_TIME) {
         Ok(request) => {
             debug!("{peer}: {} {}", request.method, request.url);
             (answer(&request, shared), request.method != Method::Head)
@@ -411,7 +419,7 @@ fn serve(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         send_body,
     };
     // A client that went away is not our problem.
-    if let Err(e) = wire::write_answer(&mut stream, &answer) {
+    if let Err(e) = wire::write_answer(stream, &answer) {
         debug!("{peer}: could not answer: {e}");
     }
 }

@@ -108,7 +108,7 @@ impl fmt::Display for ReadError {
 }
 
 /// Reads one request from `stream`, giving up at `deadline`.
-pub fn read_request(stream: &mut TcpStream, deadline: Instant) -> Result<Request, ReadError> {
+pub fn read_request(stream: &TcpStream, deadline: Instant) -> Result<Request, ReadError> {
     let mut incoming = Incoming {
         stream,
         buffer: Vec::with_capacity(1024),
@@ -212,7 +212,9 @@ fn read_body(request: &Request, incoming: &mut Incoming) -> Result<(), ReadError
 /// Bytes from the client: what has been read and not used yet, and the
 /// socket for more.
 struct Incoming<'s> {
-    stream: &'s mut TcpStream,
+    // `Read` and `Write` are implemented for `&TcpStream`, so a shared
+    // reference is enough and the socket can be shared with shutdown.
+    stream: &'s TcpStream,
     buffer: Vec<u8>,
     /// Where the unused part of `buffer` starts.
     position: usize,
@@ -242,7 +244,7 @@ impl Incoming<'_> {
             if self.stream.set_read_timeout(Some(left)).is_err() {
                 return Err(ReadError::Gone);
             }
-            match self.stream.read(&mut chunk[..want]) {
+            match (&mut self.stream).read(&mut chunk[..want]) {
                 Ok(0) => return Err(ReadError::Gone),
                 Ok(n) => {
                     self.buffer.extend_from_slice(&chunk[..n]);
@@ -330,7 +332,7 @@ impl Incoming<'_> {
     /// Tells a client that waits for it (`Expect: 100-continue`, as curl
     /// sends with larger bodies) to send the body.
     fn send_continue(&mut self) -> Result<(), ReadError> {
-        self.stream
+        (&mut self.stream)
             .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .map_err(|_| ReadError::Gone)
     }
@@ -346,7 +348,7 @@ pub struct Answer<'a> {
 }
 
 /// Writes `answer` and closes the connection gracefully.
-pub fn write_answer(stream: &mut TcpStream, answer: &Answer) -> io::Result<()> {
+pub fn write_answer(mut stream: &TcpStream, answer: &Answer) -> io::Result<()> {
     let mut head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
          Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n",
@@ -365,17 +367,17 @@ pub fn write_answer(stream: &mut TcpStream, answer: &Answer) -> io::Result<()> {
     }
     stream.write_all(&bytes)?;
     stream.flush()?;
-    close_gently(stream);
+    close_gently(stream, Duration::from_millis(500));
     Ok(())
 }
 
 /// Half-closes, then reads (briefly, boundedly) what the client still
 /// sends. Closing a socket with unread input makes the kernel send a reset,
 /// which can destroy an answer the client has not read yet — for example a
-/// 413 sent before the body it refuses.
-fn close_gently(stream: &mut TcpStream) {
+/// 413 sent before the body it refuses. Gives up after `linger`.
+pub fn close_gently(mut stream: &TcpStream, linger: Duration) {
     let _ = stream.shutdown(Shutdown::Write);
-    let until = Instant::now() + Duration::from_millis(500);
+    let until = Instant::now() + linger;
     let mut drained = 0;
     let mut chunk = [0; CHUNK];
     while drained < 4 * MAX_BODY {
@@ -421,8 +423,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         client.write_all(bytes).unwrap();
-        let (mut server, _) = listener.accept().unwrap();
-        let result = read_request(&mut server, Instant::now() + patience);
+        let (server, _) = listener.accept().unwrap();
+        let result = read_request(&server, Instant::now() + patience);
         drop(client);
         result
     }
@@ -532,8 +534,8 @@ mod tests {
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         client.write_all(b"GET /queue HT").unwrap();
         drop(client);
-        let (mut server, _) = listener.accept().unwrap();
-        let result = read_request(&mut server, Instant::now() + Duration::from_secs(5));
+        let (server, _) = listener.accept().unwrap();
+        let result = read_request(&server, Instant::now() + Duration::from_secs(5));
         assert_eq!(result.unwrap_err(), ReadError::Gone);
     }
 
@@ -547,14 +549,14 @@ mod tests {
             client.read_to_string(&mut answer).unwrap();
             answer
         });
-        let (mut server, _) = listener.accept().unwrap();
+        let (server, _) = listener.accept().unwrap();
         let answer = Answer {
             status: 405,
             content_type: "text/plain",
             body: "no\n",
             send_body: false,
         };
-        write_answer(&mut server, &answer).unwrap();
+        write_answer(&server, &answer).unwrap();
         drop(server);
         let text = client.join().unwrap();
         assert!(
