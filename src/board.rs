@@ -204,6 +204,28 @@ impl Board {
         self.lock().values().cloned().collect()
     }
 
+    /// The body of `/job?name=NAME`: the job's `/queue` entry plus `runs`,
+    /// its last [`RUNS_KEPT`] runs newest first with their output tails.
+    /// `None` when no job has that name.
+    pub fn job_json(&self, name: &str) -> Option<String> {
+        #[derive(Serialize)]
+        struct JobDetail<'a> {
+            #[serde(flatten)]
+            entry: QueueEntry<'a>,
+            runs: Vec<RunJson<'a>>,
+        }
+        // Clone only this entry (its runs are `Arc`s), then serialize
+        // without the lock.
+        let status = self.lock().values().find(|e| e.name == name).cloned()?;
+        let detail = JobDetail {
+            entry: queue_entry(&status),
+            runs: status.runs.iter().map(|r| run_json(r, true)).collect(),
+        };
+        let mut body = serde_json::to_string(&detail).expect("a job always serializes");
+        body.push('\n');
+        Some(body)
+    }
+
     /// The body of `/queue`.
     pub fn queue_json(&self) -> String {
         #[derive(Serialize)]
@@ -366,5 +388,51 @@ mod tests {
         let queue: Value = serde_json::from_str(&board.queue_json()).unwrap();
         assert_eq!(queue["Jobs"][0]["regularTimer"], -1_000_000_000);
         assert_eq!(queue["Directory"], "/jobs");
+    }
+
+    fn run(second: i64, outcome: Outcome, output: &str) -> RunRecord {
+        RunRecord {
+            start: Timestamp::from_second(second).unwrap(),
+            end: Timestamp::from_second(second + 1).unwrap(),
+            outcome,
+            exit_code: Some(if outcome.succeeded() { 0 } else { 1 }),
+            error: None,
+            output_tail: output.into(),
+        }
+    }
+
+    #[test]
+    fn job_json_is_the_queue_entry_plus_the_newest_runs_first() {
+        let board = Board::new("/jobs");
+        let entry = Entry {
+            path: "/jobs/a.json".into(),
+            name: "a".into(),
+            job: Err(Vec::new()),
+            warnings: Vec::new(),
+        };
+        let mut status = JobStatus::invalid(&entry);
+        for i in 0..25 {
+            let outcome = if i % 2 == 0 {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            };
+            status.record(run(1_700_000_000 + i * 10, outcome, &format!("run {i}\n")));
+        }
+        board.insert("a.json", status);
+        assert_eq!(board.job_json("b"), None);
+        let job: Value = serde_json::from_str(&board.job_json("a").unwrap()).unwrap();
+        let queue: Value = serde_json::from_str(&board.queue_json()).unwrap();
+        for (key, value) in queue["Jobs"][0].as_object().unwrap() {
+            assert_eq!(&job[key], value, "{key}");
+        }
+        let runs = job["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), RUNS_KEPT);
+        assert_eq!(runs[0]["outputTail"], "run 24\n");
+        assert_eq!(runs[0]["outcome"], "success");
+        assert_eq!(runs[1]["outcome"], "failure");
+        assert_eq!(runs[1]["exitCode"], 1);
+        assert_eq!(runs[19]["outputTail"], "run 5\n");
+        assert!(queue["Jobs"][0]["lastRun"].get("outputTail").is_none());
     }
 }

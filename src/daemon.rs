@@ -302,9 +302,9 @@ impl Daemon {
                 None
             }
             Some(addr) => {
-                let server = tiny_http::Server::http(addr)
-                    .map_err(|e| Error::Runtime(format!("cannot listen on {addr}: {e}")))?;
-                let bound = server.server_addr();
+                let listen_error = |e| Error::Runtime(format!("cannot listen on {addr}: {e}"));
+                let server = std::net::TcpListener::bind(addr).map_err(listen_error)?;
+                let bound = server.local_addr().map_err(listen_error)?;
                 info!("listening on {bound}");
                 if !addr.ip().is_loopback() && token.is_none() {
                     warn!(
@@ -342,9 +342,14 @@ impl Daemon {
     fn run(mut self) -> Result<(), Error> {
         loop {
             select! {
-                recv(self.commands) -> msg => if let Ok((command, reply)) = msg {
-                    let answer = self.command(command);
-                    let _ = reply.send(answer);
+                recv(self.commands) -> msg => match msg {
+                    Ok((command, reply)) => {
+                        let answer = self.command(command);
+                        let _ = reply.send(answer);
+                    }
+                    // No HTTP server: a disconnected channel is always ready,
+                    // so stop selecting on it rather than spin.
+                    Err(_) => self.commands = crossbeam_channel::never(),
                 },
                 recv(self.notices) -> msg => if let Ok(Notice::FollowUp { from, next }) = msg {
                     for name in next {

@@ -1,21 +1,40 @@
 //! The control API: a pure [`route`] from method and URL to a [`Route`], and
-//! a thin tiny_http loop that answers reads from the board and hands
-//! commands to the daemon.
+//! a thin server that answers reads from the board and hands commands to the
+//! daemon.
+//!
+//! The server is ours rather than tiny_http's: tiny_http 0.12 aborts the
+//! whole process on one request with a large `Content-Length` (it allocates
+//! the announced size when it drops an unread body), blocks its only
+//! request thread on a client that announces a body and never sends it, has
+//! no read timeouts, and stops serving for good after one failed `accept`.
+//! [`wire`] reads one request per connection within size and time limits.
 
-use std::sync::Arc;
+mod wire;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Weak};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Sender, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded, select};
 use log::{debug, warn};
-use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::board::Board;
 
-/// Request bodies are never needed; larger ones are refused.
-const MAX_BODY: usize = 64 * 1024;
+pub use wire::{MAX_BODY, Method};
+
 /// How long a request waits for the daemon before answering 503.
 const DAEMON_ANSWER: Duration = Duration::from_secs(10);
+/// How long a client has to send its whole request (a slow client holds a
+/// connection at most this long).
+const REQUEST_TIME: Duration = Duration::from_secs(10);
+/// How long a client has to take its answer.
+const ANSWER_TIME: Duration = Duration::from_secs(10);
+/// Connections served at once; more are answered 503 at once, so a flood of
+/// idle connections costs a bounded number of threads and descriptors.
+const MAX_CONNECTIONS: usize = 64;
 
 /// A command for the daemon, with the job name where one is needed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +83,8 @@ impl Reply {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
     Queue,
+    /// `/job?name=N`, answered from the board.
+    Job(String),
     Healthz,
     Command(Command),
     /// Answered at once without the daemon.
@@ -89,6 +110,10 @@ pub fn route(method: &Method, url: &str) -> Route {
     };
     match path {
         "/queue" => Route::Queue,
+        "/job" => match name {
+            Some(name) => Route::Job(name),
+            None => Route::Refuse(Reply::text(400, "missing parameter: name")),
+        },
         "/healthz" => Route::Healthz,
         "/stop" => named(Command::Stop),
         "/stopall" => Route::Command(Command::StopAll),
@@ -215,32 +240,51 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// A command and where to send its answer.
 pub type Envelope = (Command, Sender<Reply>);
 
-/// The HTTP thread and its server, so the daemon can stop it.
+/// What every connection's thread needs.
+struct Shared {
+    access: Access,
+    board: Board,
+    commands: Sender<Envelope>,
+    /// Disconnected when the server stops, so no connection keeps waiting
+    /// for a daemon that is shutting down.
+    stopping: Receiver<()>,
+}
+
+/// The accepting thread, which owns the connections' threads.
 pub struct HttpServer {
-    server: Arc<Server>,
+    // Drop order: the listener is shut down and the stop sender dropped in
+    // `drop`, then the thread is joined; the listener clone stays valid until
+    // the thread is gone.
+    listener: TcpListener,
+    stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl HttpServer {
-    /// Serves `server` on a new thread.
+    /// Serves `listener` on a new thread.
     pub fn spawn(
-        server: Server,
+        listener: TcpListener,
         access: Access,
         board: Board,
         commands: Sender<Envelope>,
     ) -> HttpServer {
-        let server = Arc::new(server);
-        let serving = server.clone();
+        let (stop, stopping) = bounded(0);
+        let shared = Arc::new(Shared {
+            access,
+            board,
+            commands,
+            stopping,
+        });
+        let accepting = listener
+            .try_clone()
+            .expect("the system can duplicate the listening socket");
         let thread = thread::Builder::new()
             .name("http".into())
-            .spawn(move || {
-                for request in serving.incoming_requests() {
-                    handle(request, &access, &board, &commands);
-                }
-            })
+            .spawn(move || accept_loop(&accepting, &shared))
             .expect("the system can start the HTTP thread");
         HttpServer {
-            server,
+            listener,
+            stop: Some(stop),
             thread: Some(thread),
         }
     }
@@ -248,63 +292,178 @@ impl HttpServer {
 
 impl Drop for HttpServer {
     fn drop(&mut self) {
-        self.server.unblock();
+        drop(self.stop.take());
+        // Shutting a listening socket down wakes a thread blocked in
+        // `accept` (which then fails) on Linux; std has no call for it.
+        // SAFETY: `self.listener` owns the descriptor, open until after the
+        // join below.
+        unsafe {
+            libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR);
+        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-fn handle(request: Request, access: &Access, board: &Board, commands: &Sender<Envelope>) {
-    debug!("{} {}", request.method(), request.url());
-    let route = route(request.method(), request.url());
-    let header = |name: &str| {
-        request
-            .headers()
-            .iter()
-            .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_str())
-    };
-    let reply = if let Err(refusal) = access.check(&route, header) {
-        refusal
-    } else if request.body_length().is_some_and(|n| n > MAX_BODY) {
-        Reply::text(413, format!("request body over {} KiB", MAX_BODY / 1024))
-    } else {
-        match route {
-            Route::Queue => Reply {
-                status: 200,
-                body: board.queue_json(),
-                json: true,
-            },
-            Route::Healthz => Reply::text(200, "ok"),
-            Route::Refuse(reply) => reply,
-            Route::Command(command) => ask_daemon(command, commands),
+/// One connection's thread, and its socket so shutdown can interrupt it.
+/// The socket is the thread's: it closes when the thread is done with it,
+/// whether or not this thread has looked at the list since.
+struct Connection {
+    stream: Weak<TcpStream>,
+    thread: JoinHandle<()>,
+}
+
+/// Accepts until the server stops, a thread per connection, at most
+/// [`MAX_CONNECTIONS`] at once; then interrupts and joins them all.
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
+    let mut connections: Vec<Connection> = Vec::new();
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        let accepted = listener.accept();
+        if shared.stopping.try_recv() != Err(crossbeam_channel::TryRecvError::Empty) {
+            break;
         }
+        let (finished, live): (Vec<_>, Vec<_>) = connections
+            .into_iter()
+            .partition(|c| c.thread.is_finished());
+        connections = live;
+        for connection in finished {
+            let _ = connection.thread.join();
+        }
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors, or a client that reset before we
+                // accepted it: never a reason to stop serving. Wait a little
+                // so a full descriptor table does not make us spin, and say
+                // so at most once a minute.
+                if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                    warn!("http: cannot accept a connection: {e}");
+                    last_warning = Some(Instant::now());
+                }
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        if connections.len() >= MAX_CONNECTIONS {
+            refuse_busy(stream);
+            continue;
+        }
+        let stream = Arc::new(stream);
+        let handle = Arc::downgrade(&stream);
+        let serving = shared.clone();
+        let thread = thread::Builder::new()
+            .name("http-client".into())
+            .spawn(move || serve(&stream, peer, &serving));
+        match thread {
+            Ok(thread) => connections.push(Connection {
+                stream: handle,
+                thread,
+            }),
+            Err(e) => warn!("http: cannot start a thread for {peer}: {e}"),
+        }
+    }
+    for connection in &connections {
+        if let Some(stream) = connection.stream.upgrade() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+    for connection in connections {
+        let _ = connection.thread.join();
+    }
+}
+
+/// Answers a connection over the limit without reading its request. This
+/// runs on the accepting thread, so the lingering close that keeps the
+/// answer from being destroyed by a reset is short: an honest client has
+/// sent its request and hangs up as soon as it has read the answer.
+fn refuse_busy(stream: TcpStream) {
+    let body = "too many connections; try again\n";
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    if (&stream).write_all(answer.as_bytes()).is_ok() {
+        wire::close_gently(&stream, Duration::from_millis(100));
+    }
+}
+
+/// Reads one request from `stream`, answers it and closes the connection.
+fn serve(stream: &TcpStream, peer: SocketAddr, shared: &Shared) {
+    let _ = stream.set_write_timeout(Some(ANSWER_TIME));
+    let (reply, send_body) = match wire::read_request(stream, Instant::now() + REQUEST_TIME) {
+        Ok(request) => {
+            debug!("{peer}: {} {}", request.method, request.url);
+            (answer(&request, shared), request.method != Method::Head)
+        }
+        Err(e) => match e.status() {
+            Some(status) => {
+                debug!("{peer}: {e}");
+                (Reply::text(status, e.to_string()), true)
+            }
+            None => return,
+        },
     };
     let content_type = if reply.json {
         "application/json"
     } else {
         "text/plain; charset=utf-8"
     };
-    let header = Header::from_bytes("Content-Type", content_type).expect("a valid header");
-    let response = Response::from_string(reply.body)
-        .with_status_code(reply.status)
-        .with_header(header);
+    let answer = wire::Answer {
+        status: reply.status,
+        content_type,
+        body: &reply.body,
+        send_body,
+    };
     // A client that went away is not our problem.
-    if let Err(e) = request.respond(response) {
-        debug!("could not answer a request: {e}");
+    if let Err(e) = wire::write_answer(stream, &answer) {
+        debug!("{peer}: could not answer: {e}");
     }
 }
 
-fn ask_daemon(command: Command, commands: &Sender<Envelope>) -> Reply {
+fn answer(request: &wire::Request, shared: &Shared) -> Reply {
+    let route = route(&request.method, &request.url);
+    if let Err(refusal) = shared.access.check(&route, |name| request.header(name)) {
+        return refusal;
+    }
+    match route {
+        Route::Queue => Reply {
+            status: 200,
+            body: shared.board.queue_json(),
+            json: true,
+        },
+        Route::Job(name) => match shared.board.job_json(&name) {
+            Some(body) => Reply {
+                status: 200,
+                body,
+                json: true,
+            },
+            None => Reply::no_such_job(),
+        },
+        Route::Healthz => Reply::text(200, "ok"),
+        Route::Refuse(reply) => reply,
+        Route::Command(command) => ask_daemon(command, shared),
+    }
+}
+
+fn ask_daemon(command: Command, shared: &Shared) -> Reply {
     let (reply_sender, reply) = bounded(1);
-    if commands.send((command, reply_sender)).is_err() {
+    if shared.commands.send((command, reply_sender)).is_err() {
         return Reply::text(503, "the daemon is shutting down");
     }
-    reply.recv_timeout(DAEMON_ANSWER).unwrap_or_else(|_| {
-        warn!("the daemon did not answer a request in time");
-        Reply::text(503, "the daemon did not answer in time")
-    })
+    select! {
+        recv(reply) -> answer => {
+            answer.unwrap_or_else(|_| Reply::text(503, "the daemon is shutting down"))
+        }
+        recv(shared.stopping) -> _ => Reply::text(503, "the daemon is shutting down"),
+        default(DAEMON_ANSWER) => {
+            warn!("the daemon did not answer a request in time");
+            Reply::text(503, "the daemon did not answer in time")
+        }
+    }
 }
 
 #[cfg(test)]
@@ -405,6 +564,9 @@ mod tests {
         assert_eq!(status(cmd("/stop?name=%ff")), 400);
         assert_eq!(status(cmd("/stop/")), 404);
         assert_eq!(status(cmd("/../etc/passwd")), 404);
-        assert_eq!(status(route(&Method::Delete, "/queue")), 405);
+        assert_eq!(
+            status(route(&Method::Other("DELETE".into()), "/queue")),
+            405
+        );
     }
 }

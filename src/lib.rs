@@ -2,6 +2,7 @@
 //! controlled over a small HTTP API.
 
 pub mod board;
+pub mod client;
 pub mod config;
 pub mod cron;
 pub mod daemon;

@@ -295,3 +295,43 @@ fn a_daemon_killed_with_sigkill_takes_its_restic_with_it() {
     daemon.wait_exit();
     daemon.wait_for("restic to end", |_| (!process_alive(pid)).then_some(()));
 }
+
+#[test]
+fn without_an_http_server_the_daemon_sleeps() {
+    let env = TestEnv::new();
+    env.write_job("a", &env.fake_job("a", &[], json!({"regularTimer": "1h"})));
+    let mut daemon = std::process::Command::new(crate::support::DAEMON)
+        .arg("--config")
+        .arg(&env.config)
+        .arg(&env.jobs)
+        .arg("")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The job's first run shows that the daemon is up.
+    let started = std::time::Instant::now();
+    while env.spans("a").is_empty() && started.elapsed() < crate::support::PATIENCE {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let cpu = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", daemon.id())).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        // utime and stime, in clock ticks (1/100 s).
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    let before = cpu();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let used = cpu() - before;
+    // SAFETY: plain syscall on our own child.
+    unsafe {
+        libc::kill(daemon.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let status = daemon.wait().unwrap();
+    assert!(used <= 5, "{used} ticks of CPU in 0.5 s of idling");
+    assert_eq!(status.code(), Some(0));
+}

@@ -1,13 +1,16 @@
 //! Integration tests: the real `restic-cronned` binary, a fake restic for
 //! faults, and the real restic against repositories in temp directories.
 
+mod api; // /job, every error status with and without a token, HEAD, bodies
 mod calendar; // cron schedules: second boundaries, catch-up, --check
 mod control; // control URLs, reload, SIGTERM and SIGHUP
 mod files; // job files, config file, command line and --check
 mod fuzz; // generated input for the parsers and the router: no panics
 mod monitoring; // healthcheck pings to a local stand-in for healthchecks.io
 mod packaging; // scripts/install.sh into a temp root: files, modes, units, uninstall
+mod rccommand; // the client against a live daemon: commands, discovery, exit codes
 mod real_restic; // backups, forgets, stops and locks with Debian's restic
 mod repository; // one restic per repository, restic exit codes, UnlockStale
+mod robustness; // thousands of hostile requests and slow clients; the daemon goes on
 mod scheduling; // intervals, state-file start cases, retries, follow-ups
 mod support; // temp environments, the daemon under test, HTTP client

@@ -229,7 +229,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    fn spawn(mut command: Command) -> Daemon {
+    pub fn spawn(mut command: Command) -> Daemon {
         let description = format!("{command:?}");
         let mut child = command
             .stdin(Stdio::null())
@@ -444,4 +444,26 @@ pub fn rfc3339_ms(value: &Value) -> i64 {
         .unwrap_or_else(|| panic!("not a time: {value}"));
     let t: jiff::Timestamp = text.parse().unwrap();
     t.as_millisecond()
+}
+
+/// Sends raw bytes as a request and returns the whole answer as text: for
+/// requests no client library would send. A failed write is ignored (the
+/// server may refuse before reading everything); the answer is what counts.
+pub fn raw_http(addr: &str, request: &[u8]) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(PATIENCE))?;
+    stream.set_write_timeout(Some(PATIENCE))?;
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// The status code of a raw answer; 0 when there is none.
+pub fn status_of(answer: &str) -> u16 {
+    answer
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
 }
