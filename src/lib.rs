@@ -8,6 +8,7 @@ pub mod http;
 pub mod job;
 pub mod job_file;
 pub mod json;
+pub mod keyring;
 pub mod logging;
 pub mod process;
 pub mod restic;
