@@ -11,6 +11,7 @@ pub mod json;
 pub mod keyring;
 pub mod logging;
 pub mod process;
+pub mod rckeyutil;
 pub mod restic;
 pub mod schedule;
 pub mod state;
