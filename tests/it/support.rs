@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 pub const DAEMON: &str = env!("CARGO_BIN_EXE_restic-cronned");
+pub const RCKEYUTIL: &str = env!("CARGO_BIN_EXE_rckeyutil");
 
 /// How long any wait may take before the test fails: a safety net only.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -143,6 +144,12 @@ impl TestEnv {
 
     /// Starts the daemon on port 0 with `extra` arguments before JOBDIR.
     pub fn start_with(&self, extra: &[&str]) -> Daemon {
+        Daemon::spawn(self.daemon_command(extra))
+    }
+
+    /// The daemon's command line, for tests that add to its environment
+    /// before [`Daemon::spawn`].
+    pub fn daemon_command(&self, extra: &[&str]) -> Command {
         let mut command = Command::new(DAEMON);
         command
             .arg("--config")
@@ -150,7 +157,7 @@ impl TestEnv {
             .args(extra)
             .arg(&self.jobs)
             .arg("127.0.0.1:0");
-        Daemon::spawn(command)
+        command
     }
 
     /// Every `start`/`end` line of the record for `tag`.
@@ -207,7 +214,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    fn spawn(mut command: Command) -> Daemon {
+    pub fn spawn(mut command: Command) -> Daemon {
         let description = format!("{command:?}");
         let mut child = command
             .stdin(Stdio::null())
