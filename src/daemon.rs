@@ -14,11 +14,12 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle as SignalHandle, Signals};
 
 use crate::board::{Board, JobStatus, Status};
-use crate::config::{self, Config, Source};
+use crate::config::{self, Config, KeyringChoice, Source};
 use crate::healthcheck::Pinger;
 use crate::http::{Access, Command, Envelope, HttpServer, Reply};
 use crate::job::{Context, Control, JobHandle, Notice};
 use crate::job_file::{self, Entry, Job};
+use crate::keyring::{self, Keyring, SessionKeyring};
 use crate::logging;
 use crate::schedule::{self, Saved, Schedule};
 use crate::state;
@@ -138,6 +139,19 @@ pub fn run(args: Args) -> Result<(), Error> {
     }
     for warning in &warnings {
         warn!("config: {warning}");
+    }
+    if config.keyring != KeyringChoice::SecretService {
+        // Before any thread starts: threads inherit the session keyring.
+        match keyring::join_session_keyring() {
+            Ok(SessionKeyring::Joined) => info!(
+                "joined a session keyring of our own: the process had only the user-default \
+                 one, where the kernel keyring cannot find its keys"
+            ),
+            Ok(SessionKeyring::Kept) => {}
+            Err(e) => {
+                warn!("cannot look at the session keyring ({e}); the kernel keyring may fail")
+            }
+        }
     }
     job_file::check_dir(&config.job_path).map_err(|e| Error::Setup(e.to_string()))?;
     Daemon::start(config)?.run()
@@ -291,6 +305,7 @@ impl Daemon {
             notices: notice_sender,
             repositories: Arc::default(),
             pings: pinger.sender(),
+            keyring: Keyring::unattended(config.keyring),
         });
         let token = config.api_token().map_err(Error::Setup)?;
         let (command_sender, commands) = unbounded();

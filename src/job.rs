@@ -18,6 +18,7 @@ use crate::board::{Board, JobStatus, Outcome, RunRecord, Status};
 use crate::exclusion::{Acquired, Guard, Repositories};
 use crate::healthcheck::Ping;
 use crate::job_file::{Job, JobName};
+use crate::keyring::Keyring;
 use crate::process::{self, ChildEvent, RunningChild, Spec, Stream, describe_status};
 use crate::restic::{self, Repository};
 use crate::schedule::{self, Deadlines, Saved};
@@ -65,6 +66,8 @@ pub struct Context {
     pub notices: Sender<Notice>,
     pub repositories: Arc<Repositories>,
     pub pings: Sender<Ping>,
+    /// Where jobs with `Username`/`Service` find their password.
+    pub keyring: Keyring,
 }
 
 /// The daemon's handle on a job thread.
@@ -560,16 +563,19 @@ impl Actor {
             error: Some(error),
             output_tail: String::new(),
         };
+        let mut spec = self.spec();
         if let Some(entry) = &self.job.keyring {
-            let error = format!(
-                "this job reads its password from the keyring (Service {:?}, Username {:?}), \
-                 and keyring support is not built yet; restic was not started",
-                entry.service, entry.username
-            );
-            warn!("[{name}] {error}");
-            return failed(error);
+            // Read at every run, so a keyring unlocked or filled after the
+            // daemon started works without a restart.
+            match self.context.keyring.lookup(&entry.service, &entry.username) {
+                Ok(password) => restic::give_password(&mut spec, &password),
+                Err(e) => {
+                    let error = format!("{e}; restic was not started");
+                    warn!("[{name}] {error}");
+                    return failed(error);
+                }
+            }
         }
-        let spec = self.spec();
         let mut child = match RunningChild::start(&spec) {
             Ok(child) => child,
             Err(e) => {

@@ -3,6 +3,7 @@
 //! reported on the same channel, signalled as a group, and always reaped.
 
 use std::ffi::OsString;
+use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
@@ -34,7 +35,7 @@ pub enum ChildEvent {
 }
 
 /// What to run.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Spec {
     pub program: OsString,
     pub args: Vec<String>,
@@ -43,6 +44,21 @@ pub struct Spec {
     pub env: Vec<(String, String)>,
     /// Removed from the inherited environment.
     pub env_remove: Vec<String>,
+}
+
+// Not derived: `env` holds the repository password and the job's secrets
+// (S3 keys and the like), so only their names are shown.
+impl fmt::Debug for Spec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let env_names: Vec<&str> = self.env.iter().map(|(key, _)| key.as_str()).collect();
+        f.debug_struct("Spec")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("cwd", &self.cwd)
+            .field("env", &env_names)
+            .field("env_remove", &self.env_remove)
+            .finish()
+    }
 }
 
 /// A started child. Dropping it kills the whole process group and reaps the

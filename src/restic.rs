@@ -7,6 +7,12 @@ use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::board::Outcome;
+use crate::keyring::Password;
+use crate::process::Spec;
+
+/// Where else restic could take its password from; restic prefers these to
+/// `RESTIC_PASSWORD`, so they must not reach a run that has a keyring entry.
+const OTHER_PASSWORD_SOURCES: &[&str] = &["RESTIC_PASSWORD_FILE", "RESTIC_PASSWORD_COMMAND"];
 
 /// Backends that are not a local path (`local:` is one).
 const REMOTE_PREFIXES: &[&str] = &[
@@ -183,6 +189,19 @@ pub fn classify(code: Option<i32>, output: &str) -> Outcome {
 /// (restic 0.14 says so on stderr with exit 1; 0.17+ exits 12).
 pub fn wrong_password(code: Option<i32>, output: &str) -> bool {
     code == Some(12) || output.contains("wrong password or no key found")
+}
+
+/// Hands `password` to restic as `RESTIC_PASSWORD` in its environment
+/// (never in argv, which every user can read), and removes the other
+/// password sources, inherited or from the job's `Env`.
+pub fn give_password(spec: &mut Spec, password: &Password) {
+    spec.env.retain(|(key, _)| {
+        key != "RESTIC_PASSWORD" && !OTHER_PASSWORD_SOURCES.contains(&key.as_str())
+    });
+    spec.env_remove
+        .extend(OTHER_PASSWORD_SOURCES.iter().map(|key| key.to_string()));
+    spec.env
+        .push(("RESTIC_PASSWORD".into(), password.expose().to_string()));
 }
 
 /// The arguments for `restic unlock` on the repository that `args` use:
@@ -374,6 +393,41 @@ mod tests {
         assert_eq!(
             unlock_arguments(&strings(&["snapshots"])),
             strings(&["unlock"])
+        );
+    }
+
+    #[test]
+    fn the_password_goes_to_the_environment_and_other_sources_go_away() {
+        let mut spec = Spec {
+            program: "restic".into(),
+            args: strings(&["-r", "/srv/repo", "backup", "/home"]),
+            cwd: "/".into(),
+            env: vec![
+                ("AWS_ACCESS_KEY_ID".into(), "k".into()),
+                ("RESTIC_PASSWORD_FILE".into(), "/etc/pw".into()),
+                ("RESTIC_PASSWORD".into(), "old".into()),
+            ],
+            env_remove: Vec::new(),
+        };
+        give_password(&mut spec, &Password::new("from the keyring".into()));
+        assert_eq!(spec.args, strings(&["-r", "/srv/repo", "backup", "/home"]));
+        assert_eq!(
+            spec.env,
+            [
+                ("AWS_ACCESS_KEY_ID".to_string(), "k".to_string()),
+                (
+                    "RESTIC_PASSWORD".to_string(),
+                    "from the keyring".to_string()
+                )
+            ]
+        );
+        assert_eq!(
+            spec.env_remove,
+            strings(&["RESTIC_PASSWORD_FILE", "RESTIC_PASSWORD_COMMAND"])
+        );
+        assert!(
+            !format!("{spec:?}").contains("from the keyring"),
+            "{spec:?}"
         );
     }
 }

@@ -230,29 +230,6 @@ fn a_missing_restic_fails_the_run_with_its_path() {
 }
 
 #[test]
-fn keyring_jobs_fail_clearly_until_keyring_support_exists() {
-    let env = TestEnv::new();
-    env.write_job(
-        "keyed",
-        &env.fake_job("keyed", &[], json!({"Username": "u", "Service": "s"})),
-    );
-    let daemon = env.start();
-    daemon.get("/trigger?name=keyed");
-    let job = daemon.wait_outcome("keyed", "failure");
-    assert!(
-        job["lastRun"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("keyring"),
-        "{job}"
-    );
-    assert!(
-        env.starts("keyed").is_empty(),
-        "restic must not run without its password"
-    );
-}
-
-#[test]
 fn the_log_file_gets_every_run_with_the_job_name() {
     let env = TestEnv::new();
     env.write_job(

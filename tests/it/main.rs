@@ -1,11 +1,13 @@
-//! Integration tests: the real `restic-cronned` binary, a fake restic for
-//! faults, and the real restic against repositories in temp directories.
+//! Integration tests: the real `restic-cronned` and `rckeyutil` binaries, a
+//! fake restic for faults, the real restic against repositories in temp
+//! directories, and a real gnome-keyring on a private session bus.
 
 mod api; // /job, every error status with and without a token, HEAD, bodies
 mod calendar; // cron schedules: second boundaries, catch-up, --check
 mod control; // control URLs, reload, SIGTERM and SIGHUP
 mod files; // job files, config file, command line and --check
 mod fuzz; // generated input for the parsers and the router: no panics
+mod keyring; // rckeyutil and job passwords: Secret Service, kernel keyring, secrecy
 mod monitoring; // healthcheck pings to a local stand-in for healthchecks.io
 mod packaging; // scripts/install.sh into a temp root: files, modes, units, uninstall
 mod rccommand; // the client against a live daemon: commands, discovery, exit codes

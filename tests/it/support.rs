@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 pub const DAEMON: &str = env!("CARGO_BIN_EXE_restic-cronned");
+pub const RCKEYUTIL: &str = env!("CARGO_BIN_EXE_rckeyutil");
 
 /// How long any wait may take before the test fails: a safety net only.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -164,7 +165,9 @@ impl TestEnv {
         Daemon::spawn(command)
     }
 
-    fn daemon_command(&self, extra: &[&str]) -> Command {
+    /// The daemon's command line, for tests that add to its environment
+    /// before [`Daemon::spawn`].
+    pub fn daemon_command(&self, extra: &[&str]) -> Command {
         let mut command = Command::new(DAEMON);
         command
             .arg("--config")
