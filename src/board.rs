@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::job_file::{Entry, Job};
+use crate::progress::{Progress, Summary};
 use crate::schedule::Schedule;
 use crate::state::local_rfc3339;
 
@@ -67,6 +68,16 @@ pub struct RunRecord {
     pub exit_code: Option<i32>,
     pub error: Option<String>,
     pub output_tail: String,
+    /// restic's `summary` line, for a backup run with `--json`.
+    pub summary: Option<Summary>,
+}
+
+/// Finished runs by outcome (locked and timed-out runs are failures).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunCounts {
+    pub success: u64,
+    pub warning: u64,
+    pub failure: u64,
 }
 
 /// What a job thread publishes about itself.
@@ -80,6 +91,10 @@ pub struct JobStatus {
     pub job: Option<Arc<Job>>,
     pub current_retry: u32,
     pub progress: f64,
+    /// restic's latest `status` line while a `--json` backup runs.
+    pub progress_detail: Option<Progress>,
+    /// Runs since the daemon started, by outcome, for `/metrics`.
+    pub runs_total: RunCounts,
     pub wait_start: Option<Timestamp>,
     pub wait_end: Option<Timestamp>,
     pub next_run: Option<Timestamp>,
@@ -104,6 +119,8 @@ impl JobStatus {
             job: Some(job),
             current_retry: 0,
             progress: 0.0,
+            progress_detail: None,
+            runs_total: RunCounts::default(),
             wait_start: None,
             wait_end: None,
             next_run: None,
@@ -134,6 +151,8 @@ impl JobStatus {
             job: None,
             current_retry: 0,
             progress: 0.0,
+            progress_detail: None,
+            runs_total: RunCounts::default(),
             wait_start: None,
             wait_end: None,
             next_run: None,
@@ -149,6 +168,13 @@ impl JobStatus {
 
     /// Adds a finished run, keeping the newest [`RUNS_KEPT`].
     pub fn record(&mut self, run: RunRecord) {
+        match run.outcome {
+            Outcome::Success => self.runs_total.success += 1,
+            Outcome::Warning => self.runs_total.warning += 1,
+            // A run someone stopped did not fail.
+            Outcome::Stopped => {}
+            Outcome::Failure | Outcome::Locked | Outcome::Timeout => self.runs_total.failure += 1,
+        }
         self.runs.push_front(Arc::new(run));
         self.runs.truncate(RUNS_KEPT);
     }
@@ -270,6 +296,8 @@ struct RunJson<'a> {
     error: Option<&'a str>,
     #[serde(rename = "outputTail", skip_serializing_if = "Option::is_none")]
     output_tail: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<&'a Summary>,
 }
 
 fn run_json(run: &RunRecord, with_output: bool) -> RunJson<'_> {
@@ -280,6 +308,7 @@ fn run_json(run: &RunRecord, with_output: bool) -> RunJson<'_> {
         exit_code: run.exit_code,
         error: run.error.as_deref(),
         output_tail: with_output.then_some(run.output_tail.as_str()),
+        summary: run.summary.as_ref(),
     }
 }
 
@@ -298,6 +327,8 @@ struct QueueEntry<'a> {
     #[serde(rename = "CurrentRetry")]
     current_retry: u32,
     progress: f64,
+    #[serde(rename = "progressDetail")]
+    progress_detail: Option<&'a Progress>,
     #[serde(rename = "WaitStart")]
     wait_start: i128,
     #[serde(rename = "WaitEnd")]
@@ -343,6 +374,7 @@ fn queue_entry(s: &JobStatus) -> QueueEntry<'_> {
         max_failed_retries: job.map_or(0, |j| j.max_failed_retries),
         current_retry: s.current_retry,
         progress: s.progress,
+        progress_detail: s.progress_detail.as_ref(),
         wait_start: unix_nanos(s.wait_start),
         wait_end: unix_nanos(s.wait_end),
         next_job: if next_job.is_null() {
@@ -398,6 +430,7 @@ mod tests {
             exit_code: Some(if outcome.succeeded() { 0 } else { 1 }),
             error: None,
             output_tail: output.into(),
+            summary: None,
         }
     }
 

@@ -169,6 +169,7 @@ mod tests {
             exit_code,
             error: None,
             output_tail: "x".repeat(BODY_BYTES + 10),
+            summary: None,
         }
     }
 

@@ -22,11 +22,14 @@ use crossbeam_channel::{Receiver, Sender, bounded, select};
 use log::{debug, warn};
 
 use crate::board::Board;
+use crate::metrics;
 
 pub use wire::{MAX_BODY, Method};
 
 /// How long a request waits for the daemon before answering 503.
 const DAEMON_ANSWER: Duration = Duration::from_secs(10);
+/// The content type of plain answers.
+const TEXT: &str = "text/plain; charset=utf-8";
 /// How long a client has to send its whole request (a slow client holds a
 /// connection at most this long).
 const REQUEST_TIME: Duration = Duration::from_secs(10);
@@ -52,7 +55,7 @@ pub enum Command {
 pub struct Reply {
     pub status: u16,
     pub body: String,
-    pub json: bool,
+    pub content_type: &'static str,
 }
 
 impl Reply {
@@ -65,7 +68,16 @@ impl Reply {
         Reply {
             status,
             body,
-            json: false,
+            content_type: TEXT,
+        }
+    }
+
+    /// A JSON answer.
+    pub fn json(body: String) -> Reply {
+        Reply {
+            status: 200,
+            body,
+            content_type: "application/json",
         }
     }
 
@@ -83,6 +95,7 @@ impl Reply {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
     Queue,
+    Metrics,
     /// `/job?name=N`, answered from the board.
     Job(String),
     Healthz,
@@ -115,6 +128,7 @@ pub fn route(method: &Method, url: &str) -> Route {
             None => Route::Refuse(Reply::text(400, "missing parameter: name")),
         },
         "/healthz" => Route::Healthz,
+        "/metrics" => Route::Metrics,
         "/stop" => named(Command::Stop),
         "/stopall" => Route::Command(Command::StopAll),
         "/restart" => named(Command::Restart),
@@ -407,14 +421,9 @@ fn serve(stream: &TcpStream, peer: SocketAddr, shared: &Shared) {
             None => return,
         },
     };
-    let content_type = if reply.json {
-        "application/json"
-    } else {
-        "text/plain; charset=utf-8"
-    };
     let answer = wire::Answer {
         status: reply.status,
-        content_type,
+        content_type: reply.content_type,
         body: &reply.body,
         send_body,
     };
@@ -430,18 +439,15 @@ fn answer(request: &wire::Request, shared: &Shared) -> Reply {
         return refusal;
     }
     match route {
-        Route::Queue => Reply {
-            status: 200,
-            body: shared.board.queue_json(),
-            json: true,
-        },
+        Route::Queue => Reply::json(shared.board.queue_json()),
         Route::Job(name) => match shared.board.job_json(&name) {
-            Some(body) => Reply {
-                status: 200,
-                body,
-                json: true,
-            },
+            Some(body) => Reply::json(body),
             None => Reply::no_such_job(),
+        },
+        Route::Metrics => Reply {
+            status: 200,
+            body: metrics::render(&shared.board.snapshot()),
+            content_type: metrics::CONTENT_TYPE,
         },
         Route::Healthz => Reply::text(200, "ok"),
         Route::Refuse(reply) => reply,

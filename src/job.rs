@@ -20,6 +20,7 @@ use crate::healthcheck::Ping;
 use crate::job_file::{Job, JobName};
 use crate::keyring::Keyring;
 use crate::process::{self, ChildEvent, RunningChild, Spec, Stream, describe_status};
+use crate::progress::{self, Summary};
 use crate::restic::{self, Repository};
 use crate::schedule::{self, Deadlines, Saved};
 use crate::state::{self, State};
@@ -34,6 +35,8 @@ const TERM_GRACE: Duration = Duration::from_secs(10);
 /// How long to wait for the pipes to close after restic exited before the
 /// rest of its process group is killed.
 const PIPE_GRACE: Duration = Duration::from_secs(2);
+/// How often a running backup's progress is published at most.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// How long `restic unlock` may take after an interrupted run.
 const UNLOCK_LIMIT: Duration = Duration::from_secs(120);
 
@@ -434,6 +437,7 @@ impl Actor {
             };
             s.running_since = None;
             s.progress = 0.0;
+            s.progress_detail = None;
             s.current_retry = current_retry;
             s.consecutive_failures = failures;
             s.last_success = last_success;
@@ -562,6 +566,7 @@ impl Actor {
             exit_code: None,
             error: Some(error),
             output_tail: String::new(),
+            summary: None,
         };
         let mut spec = self.spec();
         if let Some(entry) = &self.job.keyring {
@@ -592,7 +597,7 @@ impl Actor {
             s.status = Status::Working;
             s.running_since = Some(start);
         });
-        let mut tail = Tail::default();
+        let mut output = RunOutput::default();
         let mut interrupt: Option<Interrupt> = None;
         let mut ladder = Ladder::default();
         let timeout = self.job.timeout.map(|t| Instant::now() + t);
@@ -617,13 +622,7 @@ impl Actor {
             };
             select! {
                 recv(child.events) -> event => match event {
-                    Ok(ChildEvent::Line(stream, line)) => {
-                        match stream {
-                            Stream::Stdout => info!("[{name}] {line}"),
-                            Stream::Stderr => info!("[{name}] stderr: {line}"),
-                        }
-                        tail.push(&line);
-                    }
+                    Ok(ChildEvent::Line(stream, line)) => self.output_line(&mut output, stream, &line),
                     Ok(ChildEvent::Closed(_)) => open_pipes -= 1,
                     Ok(ChildEvent::Exited) => exited_at = Some(Instant::now()),
                     Err(_) => break,
@@ -684,7 +683,7 @@ impl Actor {
                 let outcome = match interrupt {
                     Some(Interrupt::Stop) => Outcome::Stopped,
                     Some(Interrupt::Timeout) => Outcome::Timeout,
-                    None => restic::classify(code, &tail.text),
+                    None => restic::classify(code, &output.tail.text),
                 };
                 let error = match outcome {
                     Outcome::Success => None,
@@ -711,7 +710,42 @@ impl Actor {
             outcome,
             exit_code,
             error,
-            output_tail: tail.text,
+            output_tail: output.tail.text,
+            summary: output.summary,
+        }
+    }
+
+    /// One line of restic's output: `--json` status lines move the job's
+    /// progress (published at most every [`PROGRESS_EVERY`]), the summary is
+    /// kept for the run's record, and the rest is logged and kept.
+    fn output_line(&self, output: &mut RunOutput, stream: Stream, line: &str) {
+        let name = &self.job.name;
+        if stream == Stream::Stderr {
+            info!("[{name}] stderr: {line}");
+            output.tail.push(line);
+            return;
+        }
+        match progress::read_line(line) {
+            progress::Line::Status(progress) => {
+                let due = output
+                    .published
+                    .is_none_or(|at| at.elapsed() >= PROGRESS_EVERY);
+                if due || progress.percent_done >= 1.0 {
+                    output.published = Some(Instant::now());
+                    self.publish(|s| {
+                        s.progress = progress.percent_done;
+                        s.progress_detail = Some(progress);
+                    });
+                }
+            }
+            progress::Line::Summary(summary) => {
+                info!("[{name}] {}", summary.describe());
+                output.summary = Some(summary);
+            }
+            progress::Line::Other => {
+                info!("[{name}] {line}");
+                output.tail.push(line);
+            }
         }
     }
 
@@ -758,6 +792,15 @@ impl Actor {
             env_remove: Vec::new(),
         }
     }
+}
+
+/// What a run's output leaves behind.
+#[derive(Default)]
+struct RunOutput {
+    tail: Tail,
+    summary: Option<Summary>,
+    /// When progress was last published.
+    published: Option<Instant>,
 }
 
 /// The last [`TAIL_BYTES`] of a run's output.

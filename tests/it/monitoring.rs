@@ -147,3 +147,137 @@ fn a_bad_healthcheck_url_makes_the_job_invalid() {
         "{job}"
     );
 }
+
+/// A small parser of the Prometheus text format: every sample line is
+/// `name{labels} value`, and its family had HELP and TYPE lines before it.
+fn parse_exposition(text: &str) -> Vec<(String, String, f64)> {
+    let mut described = std::collections::HashSet::new();
+    let mut typed = std::collections::HashSet::new();
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            described.insert(rest.split(' ').next().unwrap().to_string());
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut words = rest.split(' ');
+            let name = words.next().unwrap().to_string();
+            let kind = words.next().unwrap();
+            assert!(["gauge", "counter"].contains(&kind), "{line}");
+            typed.insert(name);
+            continue;
+        }
+        assert!(
+            !line.starts_with('#') && !line.is_empty(),
+            "stray line {line:?}"
+        );
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value: {line}"));
+        let (name, labels) = match series.split_once('{') {
+            Some((name, labels)) => {
+                assert!(labels.ends_with('}'), "{line}");
+                (name, labels.trim_end_matches('}'))
+            }
+            None => (series, ""),
+        };
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
+        assert!(
+            described.contains(name) && typed.contains(name),
+            "{name} has no HELP/TYPE"
+        );
+        samples.push((name.to_string(), labels.to_string(), value));
+    }
+    samples
+}
+
+fn sample(samples: &[(String, String, f64)], name: &str, labels: &str) -> Option<f64> {
+    samples
+        .iter()
+        .find(|(n, l, _)| n == name && l == labels)
+        .map(|(_, _, v)| *v)
+}
+
+#[test]
+fn metrics_count_successes_warnings_and_failures() {
+    let env = TestEnv::new();
+    env.write_job(
+        "ok",
+        &env.fake_job("ok", &[], json!({"regularTimer": "1h"})),
+    );
+    env.write_job("partial", &env.fake_job("partial", &["exit=3"], json!({})));
+    env.write_job("broken", &env.fake_job("broken", &["exit=1"], json!({})));
+    env.write_job_text("bad", "{not json");
+    let daemon = env.start();
+    daemon.wait_outcome("ok", "success");
+    for name in ["partial", "broken"] {
+        daemon.get(&format!("/trigger?name={name}"));
+    }
+    daemon.wait_outcome("partial", "warning");
+    daemon.wait_outcome("broken", "failure");
+    let (status, text) = daemon.get("/metrics");
+    assert_eq!(status, 200, "{text}");
+    let samples = parse_exposition(&text);
+    let get = |name: &str, labels: &str| sample(&samples, name, labels);
+    assert_eq!(get("restic_cronned_up", ""), Some(1.0));
+    let runs = "restic_cronned_job_runs_total";
+    assert_eq!(get(runs, r#"job="ok",outcome="success""#), Some(1.0));
+    assert_eq!(get(runs, r#"job="partial",outcome="warning""#), Some(1.0));
+    assert_eq!(get(runs, r#"job="broken",outcome="failure""#), Some(1.0));
+    assert_eq!(get(runs, r#"job="broken",outcome="success""#), Some(0.0));
+    assert_eq!(
+        get("restic_cronned_job_last_exit_code", r#"job="partial""#),
+        Some(3.0)
+    );
+    assert_eq!(
+        get("restic_cronned_job_last_exit_code", r#"job="broken""#),
+        Some(1.0)
+    );
+    assert_eq!(
+        get("restic_cronned_job_consecutive_failures", r#"job="broken""#),
+        Some(1.0)
+    );
+    assert_eq!(
+        get(
+            "restic_cronned_job_consecutive_failures",
+            r#"job="partial""#
+        ),
+        Some(0.0)
+    );
+    assert_eq!(get("restic_cronned_job_invalid", r#"job="bad""#), Some(1.0));
+    assert_eq!(get("restic_cronned_job_invalid", r#"job="ok""#), Some(0.0));
+    assert_eq!(get("restic_cronned_job_running", r#"job="ok""#), Some(0.0));
+    let next = get(
+        "restic_cronned_job_next_run_timestamp_seconds",
+        r#"job="ok""#,
+    )
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (next - now - 3600.0).abs() < 60.0,
+        "next run {next} is not an hour from {now}"
+    );
+    assert!(
+        get(
+            "restic_cronned_job_last_success_timestamp_seconds",
+            r#"job="broken""#
+        )
+        .is_none()
+    );
+    assert!(
+        get(
+            "restic_cronned_job_last_success_timestamp_seconds",
+            r#"job="partial""#
+        )
+        .is_some()
+    );
+}

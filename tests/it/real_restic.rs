@@ -298,3 +298,50 @@ fn a_stale_lock_from_a_killed_restic_is_locked_and_unlock_stale_recovers() {
     daemon.wait_outcome("unlocking", "success");
     assert_eq!(repo.locks().trim(), "");
 }
+
+#[test]
+fn a_json_backup_shows_its_progress_and_keeps_its_summary() {
+    let env = TestEnv::new();
+    let repo = Repo::init(&env);
+    repo.add_sparse(2 << 30);
+    let mut job = repo.job(
+        "progress",
+        &["backup", "--json", path_str(&repo.data)],
+        json!({}),
+    );
+    job["Env"]["RESTIC_PROGRESS_FPS"] = json!("10");
+    env.write_job("progress", &job);
+    let daemon = env.start();
+    daemon.get("/trigger?name=progress");
+    // Seen moving: strictly between 0 and 1, with the bytes restic reports.
+    let moving = daemon.wait_for("progress between 0 and 1", |d| {
+        let job = d.job("progress");
+        let p = job["progress"].as_f64().unwrap();
+        (p > 0.0 && p < 1.0).then_some(job)
+    });
+    let detail = &moving["progressDetail"];
+    // The sparse file and the five small ones.
+    assert!(detail["total_bytes"].as_u64().unwrap() > 1 << 30, "{moving}");
+    assert!(detail["bytes_done"].as_u64().unwrap() > 0, "{moving}");
+    let done = daemon.wait_outcome("progress", "success");
+    assert_eq!(done["progress"], 0.0, "progress is reset after the run");
+    assert!(done["progressDetail"].is_null());
+    let (_, body) = daemon.get("/job?name=progress");
+    let detail: Value = serde_json::from_str(&body).unwrap();
+    let summary = &detail["runs"][0]["summary"];
+    let snapshots = repo.snapshots();
+    assert_eq!(
+        summary["snapshot_id"].as_str(),
+        snapshots[0]["short_id"].as_str(),
+        "{summary}"
+    );
+    assert_eq!(summary["files_new"], 6, "{summary}");
+    // Status lines feed the progress, not the log or the output tail.
+    let tail = detail["runs"][0]["outputTail"].as_str().unwrap();
+    assert!(!tail.contains("\"message_type\":\"status\""), "{tail}");
+    assert!(!daemon.stderr().contains("\"message_type\":\"status\""));
+    assert!(
+        daemon.stderr().contains("snapshot "),
+        "the summary is logged"
+    );
+}
