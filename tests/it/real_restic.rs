@@ -321,7 +321,10 @@ fn a_json_backup_shows_its_progress_and_keeps_its_summary() {
     });
     let detail = &moving["progressDetail"];
     // The sparse file and the five small ones.
-    assert!(detail["total_bytes"].as_u64().unwrap() > 1 << 30, "{moving}");
+    assert!(
+        detail["total_bytes"].as_u64().unwrap() > 1 << 30,
+        "{moving}"
+    );
     assert!(detail["bytes_done"].as_u64().unwrap() > 0, "{moving}");
     let done = daemon.wait_outcome("progress", "success");
     assert_eq!(done["progress"], 0.0, "progress is reset after the run");
