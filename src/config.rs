@@ -182,8 +182,9 @@ pub fn load(path: Option<&Path>, env: Env) -> Result<(Config, Source, Vec<String
             "LogConf.LogDir",
             &format!("{home}/.cache/restic-cronned"),
         ),
-        log_max_age_days: reader.number(&log, "LogConf.MaxAge", 30) as u32,
-        log_max_size_mb: reader.number(&log, "LogConf.MaxSize", 10),
+        // A century of days; a terabyte.
+        log_max_age_days: reader.number(&log, "LogConf.MaxAge", 30, 36_500) as u32,
+        log_max_size_mb: reader.number(&log, "LogConf.MaxSize", 10, 1_000_000),
         log_level: reader.level(&log),
         state_dir: reader.path(
             &top,
@@ -282,14 +283,14 @@ impl Reader<'_> {
         }
     }
 
-    fn number(&mut self, object: &Object, key: &str, default: u64) -> u64 {
+    fn number(&mut self, object: &Object, key: &str, default: u64, max: u64) -> u64 {
         match object.get(leaf(key)).map(|(v, _)| v) {
             None => default,
-            Some(v) => match v.as_u64().filter(|n| *n > 0 && *n <= u32::MAX as u64) {
+            Some(v) => match v.as_u64().filter(|n| *n > 0 && *n <= max) {
                 Some(n) => n,
                 None => {
                     self.problems.push(format!(
-                        "{key}: expected a positive whole number, found {}",
+                        "{key}: expected a whole number from 1 to {max}, found {}",
                         describe_json(v)
                     ));
                     default
@@ -522,7 +523,9 @@ mod tests {
             "{err}"
         );
         assert!(
-            err.contains("LogConf.MaxAge: expected a positive whole number, found string \"30\""),
+            err.contains(
+                "LogConf.MaxAge: expected a whole number from 1 to 36500, found string \"30\""
+            ),
             "{err}"
         );
         let err = load_text(r#"{"SrvConf": {"Port": "8080"}}"#)

@@ -3,6 +3,7 @@
 //! everything down on SIGTERM/SIGINT.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -80,17 +81,21 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 /// Parses the command line (without the program name).
-pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, Error> {
+pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Args, Error> {
     let mut parsed = Args::default();
     let mut positional = Vec::new();
     let mut args = args.into_iter();
     let mut options_done = false;
     while let Some(arg) = args.next() {
-        if options_done || !arg.starts_with('-') || arg == "-" {
+        // Paths need not be UTF-8; options and the address must be.
+        let Some(text) = arg
+            .to_str()
+            .filter(|t| !options_done && t.starts_with('-') && *t != "-")
+        else {
             positional.push(arg);
             continue;
-        }
-        match arg.as_str() {
+        };
+        match text {
             "--" => options_done = true,
             "--check" => parsed.check = true,
             "-h" | "--help" => parsed.help = true,
@@ -99,15 +104,25 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, Error>
                 Some(file) => parsed.config = Some(file.into()),
                 None => return Err(Error::Usage("--config needs a file".into())),
             },
-            _ => match arg.strip_prefix("--config=") {
+            _ => match text.strip_prefix("--config=") {
                 Some(file) => parsed.config = Some(file.into()),
-                None => return Err(Error::Usage(format!("unknown option {arg:?}"))),
+                None => return Err(Error::Usage(format!("unknown option {text:?}"))),
             },
         }
     }
     let mut positional = positional.into_iter();
     parsed.job_dir = positional.next().map(PathBuf::from);
-    parsed.addr = positional.next();
+    parsed.addr = match positional.next() {
+        Some(addr) => match addr.into_string() {
+            Ok(addr) => Some(addr),
+            Err(addr) => {
+                return Err(Error::Usage(format!(
+                    "listen address {addr:?} is not UTF-8"
+                )));
+            }
+        },
+        None => None,
+    };
     if let Some(extra) = positional.next() {
         return Err(Error::Usage(format!("unexpected argument {extra:?}")));
     }
@@ -657,7 +672,7 @@ mod tests {
     use super::*;
 
     fn args(list: &[&str]) -> Result<Args, Error> {
-        parse_args(list.iter().map(|s| s.to_string()))
+        parse_args(list.iter().map(OsString::from))
     }
 
     #[test]

@@ -117,6 +117,15 @@ pub fn route(method: &Method, url: &str) -> Route {
         Ok(name) => name,
         Err(e) => return Route::Refuse(Reply::text(400, e)),
     };
+    // HEAD is for reading: monitors and link previews send it, and they
+    // must not stop or start anything.
+    if *method == Method::Head && !matches!(path, "/queue" | "/job" | "/metrics" | "/healthz" | "/")
+    {
+        return Route::Refuse(Reply::text(
+            405,
+            format!("HEAD is not allowed on {path}; use GET or POST"),
+        ));
+    }
     let named = |make: fn(String) -> Command| match &name {
         Some(n) => Route::Command(make(n.clone())),
         None => Route::Refuse(Reply::text(400, "missing parameter: name")),
@@ -228,7 +237,20 @@ impl Access {
             }
         }
         let Some(token) = &self.token else {
-            return Ok(());
+            // Without a token, a name that is not ours could be a DNS
+            // rebinding attack: a web page whose host name now points at
+            // 127.0.0.1 sends a same-origin request. Browsers always send
+            // the name they used in Host.
+            return match header("Host") {
+                Some(host) if !host_is_local(host) => Err(Reply::text(
+                    403,
+                    format!(
+                        "requests for host {host:?} are refused without a token; \
+                         use an IP address or localhost, or set a token"
+                    ),
+                )),
+                _ => Ok(()),
+            };
         };
         let given = header("Authorization").and_then(|v| v.strip_prefix("Bearer "));
         if given.is_some_and(|given| constant_time_eq(given.trim().as_bytes(), token.as_bytes())) {
@@ -240,6 +262,21 @@ impl Access {
             ))
         }
     }
+}
+
+/// Whether `host` (a Host header: a name or address and perhaps a port) is
+/// an IP address or `localhost`, which no DNS rebinding can put there.
+fn host_is_local(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => {
+            return v6
+                .split(']')
+                .next()
+                .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
+        }
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 /// Compares without stopping at the first difference, so the time taken

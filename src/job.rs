@@ -246,7 +246,12 @@ impl Actor {
                     s.name = job.name.to_string();
                     s.job = Some(job);
                 });
-                self.start();
+                if self.stopped {
+                    // A stopped job stays stopped until it is restarted.
+                    self.refresh_repository();
+                } else {
+                    self.start();
+                }
             }
             Control::Exit => return false,
         }
@@ -263,14 +268,8 @@ impl Actor {
             .update(&self.file_name, self.owner, change);
     }
 
-    /// The start rules of SPEC §3, from the state file.
-    fn start(&mut self) {
-        if self.stopped {
-            // A stopped job ignores triggers; one sent meanwhile must not
-            // fire now.
-            while self.trigger.try_recv().is_ok() {}
-        }
-        self.stopped = false;
+    /// Works out (again) which repository the job uses, and shows it.
+    fn refresh_repository(&mut self) {
         let daemon_env = |key: &str| std::env::var(key).ok();
         self.repository = restic::repository_of(
             &self.job.restic_arguments,
@@ -279,6 +278,18 @@ impl Actor {
             &self.context.job_dir,
         );
         let repository = self.repository.as_ref().map(|r| r.to_string());
+        self.publish(|s| s.repository = repository);
+    }
+
+    /// The start rules of SPEC §3, from the state file.
+    fn start(&mut self) {
+        if self.stopped {
+            // A stopped job ignores triggers; one sent meanwhile must not
+            // fire now.
+            while self.trigger.try_recv().is_ok() {}
+        }
+        self.stopped = false;
+        self.refresh_repository();
         let path = self.state_path();
         let saved = match state::read(&path) {
             Ok(None) => Saved::Missing,
@@ -312,7 +323,6 @@ impl Actor {
         let (last_run, last_success) = (self.last_run, self.last_success);
         self.publish(|s| {
             s.status = Status::Waiting;
-            s.repository = repository;
             s.current_retry = current_retry;
             s.last_success = s.last_success.or(last_success);
             s.next_run = deadlines.next();
@@ -600,7 +610,7 @@ impl Actor {
         let mut output = RunOutput::default();
         let mut interrupt: Option<Interrupt> = None;
         let mut ladder = Ladder::default();
-        let timeout = self.job.timeout.map(|t| Instant::now() + t);
+        let timeout = self.job.timeout.and_then(|t| Instant::now().checked_add(t));
         let mut open_pipes = 2;
         let mut exited_at: Option<Instant> = None;
         let mut leftovers_killed = false;
@@ -611,10 +621,8 @@ impl Actor {
                 _ => never(),
             };
             let ladder_timer = ladder.timer();
-            let pipe_timer = match exited_at {
-                Some(at) if !leftovers_killed => crossbeam_channel::at(at + PIPE_GRACE),
-                _ => never(),
-            };
+            let pipe_timer =
+                exited_at.map_or_else(never, |at| crossbeam_channel::at(at + PIPE_GRACE));
             let control = if exited_at.is_none() && inbox_open {
                 self.control.clone()
             } else {
@@ -654,10 +662,17 @@ impl Actor {
                 },
                 recv(ladder_timer) -> _ => ladder.escalate(&child, &name),
                 recv(pipe_timer) -> _ => {
+                    if leftovers_killed {
+                        // Something that left restic's group (setsid) holds
+                        // the pipes: we cannot reach it, so stop listening.
+                        warn!("[{name}] a process restic started outside its group keeps its output open; not waiting for it");
+                        break;
+                    }
                     // restic is gone but something it started holds the
                     // pipes; the group is still ours until the reap below.
                     child.signal_group(libc::SIGKILL);
                     leftovers_killed = true;
+                    exited_at = Some(Instant::now());
                 },
             }
             if exited_at.is_some() && open_pipes == 0 {
@@ -833,7 +848,10 @@ struct Ladder {
 impl Ladder {
     fn begin(&mut self, child: &RunningChild, grace: Duration) {
         child.signal_group(libc::SIGINT);
-        self.next = Some((Instant::now() + grace, libc::SIGTERM));
+        let at = Instant::now()
+            .checked_add(grace)
+            .unwrap_or_else(Instant::now);
+        self.next = Some((at, libc::SIGTERM));
     }
 
     fn timer(&self) -> Receiver<Instant> {

@@ -43,7 +43,11 @@ pub fn init(config: &Config) -> Option<String> {
                 AppendTimestamp::default(FileLimit::Age(chrono::Duration::days(i64::from(
                     config.log_max_age_days,
                 )))),
-                ContentLimit::BytesSurpassed(config.log_max_size_mb as usize * 1024 * 1024),
+                // Saturating: a large MaxSize must not wrap on 32-bit ARM.
+                ContentLimit::BytesSurpassed(
+                    usize::try_from(config.log_max_size_mb.saturating_mul(1 << 20))
+                        .unwrap_or(usize::MAX),
+                ),
                 Compression::None,
                 None,
             );

@@ -110,9 +110,21 @@ impl RunningChild {
         let stderr = child.stderr.take().expect("stderr was piped");
         // One thread per pipe: reading one to its end before the other
         // deadlocks once restic fills the pipe we are not reading.
-        spawn_reader(stdout, Stream::Stdout, sender.clone())?;
-        spawn_reader(stderr, Stream::Stderr, sender.clone())?;
-        let watcher = Some(spawn_exit_watcher(child.id(), sender)?);
+        let threads = spawn_reader(stdout, Stream::Stdout, sender.clone())
+            .and_then(|_| spawn_reader(stderr, Stream::Stderr, sender.clone()))
+            .and_then(|_| spawn_exit_watcher(child.id(), sender));
+        let watcher = match threads {
+            Ok(watcher) => Some(watcher),
+            Err(e) => {
+                // Nobody would watch this child: it must not run on.
+                // SAFETY: plain syscall on the group we just created.
+                unsafe {
+                    libc::killpg(child.id() as libc::pid_t, libc::SIGKILL);
+                }
+                let _ = child.wait();
+                return Err(e);
+            }
+        };
         Ok(RunningChild {
             child,
             reaped: None,

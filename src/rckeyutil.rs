@@ -98,9 +98,10 @@ impl std::error::Error for Error {}
 /// may start with `-`.
 pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Args, Error> {
     let mut parsed = Args::default();
-    let mut args = args.into_iter().map(|arg| {
+    // Never echo the argument: it may be the password.
+    let mut args = args.into_iter().enumerate().map(|(i, arg)| {
         arg.into_string()
-            .map_err(|arg| Error::Usage(format!("argument {arg:?} is not valid UTF-8")))
+            .map_err(|_| Error::Usage(format!("argument {} is not valid UTF-8", i + 1)))
     });
     let mut operands = Vec::new();
     while let Some(arg) = args.next() {

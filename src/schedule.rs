@@ -106,6 +106,19 @@ pub fn format_duration(d: Duration) -> String {
     parts.join(" ")
 }
 
+/// The longest duration we accept: a century. Longer ones are typos, and
+/// they would overflow the clock arithmetic.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// Rejects durations over [`MAX_DURATION`].
+fn at_most_a_century(d: Duration) -> Result<Option<Duration>, String> {
+    if d > MAX_DURATION {
+        Err(format!("{} is longer than 100 years", format_duration(d)))
+    } else {
+        Ok(Some(d))
+    }
+}
+
 /// Parses a duration the way job files give them: an integer number of
 /// seconds, or a string such as `"90s"`, `"1d 12h"` or `"250ms"`.
 ///
@@ -116,9 +129,9 @@ pub fn parse_duration(value: &Value) -> Result<Option<Duration>, String> {
         Value::Null => Ok(None),
         Value::Number(n) => match n.as_i64() {
             Some(s) if s < 0 => Ok(None),
-            Some(s) => Ok(Some(Duration::from_secs(s as u64))),
+            Some(s) => at_most_a_century(Duration::from_secs(s as u64)),
             None => match n.as_u64() {
-                Some(s) => Ok(Some(Duration::from_secs(s))),
+                Some(s) => at_most_a_century(Duration::from_secs(s)),
                 None => Err(format!(
                     "expected whole seconds or a duration string such as \"90s\", found {n}"
                 )),
@@ -141,14 +154,15 @@ fn parse_duration_str(s: &str) -> Result<Option<Duration>, String> {
         };
     }
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s
-            .parse::<u64>()
-            .map(|n| Some(Duration::from_secs(n)))
-            .map_err(|_| "number too large".to_string());
+        return match s.parse::<u64>() {
+            Ok(n) => at_most_a_century(Duration::from_secs(n)),
+            Err(_) => Err("number too large".to_string()),
+        };
     }
-    humantime::parse_duration(s)
-        .map(Some)
-        .map_err(|e| format!("not a duration ({e})"))
+    match humantime::parse_duration(s) {
+        Ok(d) => at_most_a_century(d),
+        Err(e) => Err(format!("not a duration ({e})")),
+    }
 }
 
 /// Parses a `regularTimer` value. `Ok(None)` means "only when triggered"
@@ -247,28 +261,33 @@ pub fn start_deadlines(
             0,
         ),
         (
-            Some(_),
+            Some(schedule),
             Saved::Found {
                 next_trigger,
                 next_regular,
                 current_retry,
             },
-        ) => match next_regular {
-            Some(regular) if *current_retry > 0 && regular != next_trigger => (
-                Deadlines {
-                    regular: Some(*regular),
-                    retry: Some(*next_trigger),
-                },
-                *current_retry,
-            ),
-            _ => (
-                Deadlines {
-                    regular: Some(*next_trigger),
-                    retry: None,
-                },
-                0,
-            ),
-        },
+        ) => {
+            // A saved slot later than the schedule's next one means the
+            // schedule changed (the file was edited): the new one counts.
+            let next_on_schedule = schedule.next_slot(now, now, tz);
+            match next_regular {
+                Some(regular) if *current_retry > 0 && regular != next_trigger => (
+                    Deadlines {
+                        regular: Some((*regular).min(next_on_schedule)),
+                        retry: Some(*next_trigger),
+                    },
+                    *current_retry,
+                ),
+                _ => (
+                    Deadlines {
+                        regular: Some((*next_trigger).min(next_on_schedule)),
+                        retry: None,
+                    },
+                    0,
+                ),
+            }
+        }
         (
             None,
             Saved::Found {

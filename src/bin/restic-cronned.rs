@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use restic_cronned::daemon::{self, Error, USAGE};
 
 fn main() -> ExitCode {
-    let args = match daemon::parse_args(std::env::args().skip(1)) {
+    let args = match daemon::parse_args(std::env::args_os().skip(1)) {
         Ok(args) => args,
         Err(e) => return fail(&e),
     };

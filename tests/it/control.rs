@@ -335,3 +335,105 @@ fn without_an_http_server_the_daemon_sleeps() {
     assert!(used <= 5, "{used} ticks of CPU in 0.5 s of idling");
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn a_daemonized_grandchild_holding_the_output_does_not_hang_the_job() {
+    let env = TestEnv::new();
+    // The fake exits at once but leaves a `sleep` outside its process
+    // group with the pipes open: the run must end anyway.
+    env.write_job(
+        "leaky",
+        &env.fake_job("leaky", &["setsid-sleep=30"], json!({})),
+    );
+    let daemon = env.start();
+    daemon.get("/trigger?name=leaky");
+    let job = daemon.wait_outcome("leaky", "success");
+    assert_eq!(job["lastRun"]["exitCode"], 0);
+    assert!(
+        daemon.stderr().contains("keeps its output open"),
+        "{}",
+        daemon.stderr()
+    );
+    let status = daemon.terminate();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn reloading_a_stopped_job_keeps_it_stopped_and_a_new_schedule_counts_at_once() {
+    let env = TestEnv::new();
+    env.write_job("s", &env.fake_job("s", &[], json!({"regularTimer": "24h"})));
+    env.write_job("t", &env.fake_job("t", &[], json!({"regularTimer": "24h"})));
+    let daemon = env.start();
+    daemon.wait_outcome("s", "success");
+    daemon.wait_outcome("t", "success");
+    assert_eq!(daemon.get("/stop?name=s").0, 200);
+    daemon.wait_status("s", "stopped");
+    env.write_job(
+        "s",
+        &env.fake_job("s", &["out=v2"], json!({"regularTimer": "24h"})),
+    );
+    assert_eq!(daemon.get("/reload?name=s").0, 200);
+    let job = daemon.wait_for("the new definition", |d| {
+        let job = d.job("s");
+        (job["ResticArguments"][1] == "out=v2").then_some(job)
+    });
+    assert_eq!(job["status"], "stopped", "{job}");
+    // A shorter interval counts from now, not from the old day-long slot.
+    env.write_job("t", &env.fake_job("t", &[], json!({"regularTimer": "1h"})));
+    let before = crate::support::now_ms();
+    assert_eq!(daemon.get("/reload?name=t").0, 200);
+    daemon.wait_for("the next run within the new hour", |d| {
+        let job = d.job("t");
+        let next = job["nextRun"]
+            .as_str()
+            .map(|_| crate::support::rfc3339_ms(&job["nextRun"]));
+        next.filter(|next| *next <= before + 3_600_000 + 5_000)
+    });
+}
+
+#[test]
+fn a_foreign_host_name_is_refused_without_a_token() {
+    // DNS rebinding: a page whose name now points at 127.0.0.1 sends a
+    // same-origin request that names its own host.
+    let env = TestEnv::new();
+    env.write_job("a", &env.fake_job("a", &[], json!({})));
+    let daemon = env.start();
+    let port = daemon.addr.rsplit(':').next().unwrap().to_string();
+    let evil = format!("attacker.example:{port}");
+    let origin = format!("http://{evil}");
+    let headers = [
+        ("Host", evil.as_str()),
+        ("Origin", origin.as_str()),
+        ("Sec-Fetch-Site", "same-origin"),
+    ];
+    let (status, body) = raw_request(&daemon.addr, "POST", "/stopall", &headers);
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(daemon.job("a")["status"], "waiting");
+    let local = format!("localhost:{port}");
+    assert_eq!(
+        raw_request(&daemon.addr, "GET", "/queue", &[("Host", local.as_str())]).0,
+        200
+    );
+    assert_eq!(daemon.request("HEAD", "/stopall").0, 405, "HEAD never acts");
+    assert_eq!(daemon.job("a")["status"], "waiting");
+}
+
+/// A request with exactly these headers (no default Host).
+fn raw_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, response)
+}

@@ -43,6 +43,16 @@ fn help_version_and_usage_errors() {
     );
     let (code, _, err) = daemon(&["a", "b", "c"]);
     assert_eq!(code, 2, "{err}");
+    // Arguments that are not UTF-8: a job directory may be named so; an
+    // address may not. Neither panics.
+    use std::os::unix::ffi::OsStrExt;
+    let odd = std::ffi::OsStr::from_bytes(b"/nonexistent/jobs\xff");
+    let output = Command::new(DAEMON).arg(odd).arg("").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("does not exist"));
+    let output = Command::new(DAEMON).arg("/tmp").arg(odd).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not UTF-8"));
 }
 
 #[test]
@@ -114,6 +124,10 @@ fn check_reports_every_problem_and_exits_1() {
         "typo",
         "{\"ResticArguments\": [\"x\"], \"regulerTimer\": 5}",
     );
+    env.write_job_text(
+        "huge",
+        "{\"ResticArguments\": [\"x\"], \"Timeout\": 18446744073709551615}",
+    );
     let (code, out, _) = daemon(&[
         "--config",
         env.config.to_str().unwrap(),
@@ -131,6 +145,10 @@ fn check_reports_every_problem_and_exits_1() {
         "{out}"
     );
     assert!(out.contains("ok: good"), "{out}");
+    assert!(
+        out.contains("huge.json:1:28: Timeout:") && out.contains("longer than 100 years"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -27,6 +27,8 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 /// - `tag=NAME`        names the run in the record
 /// - `sleep=S`         sleeps S seconds (fractions allowed)
 /// - `exec-sleep=S`    becomes `sleep S` (one process, as restic is)
+/// - `setsid-sleep=S`  leaves `sleep S` running outside its process group,
+///   holding stdout and stderr open, and exits
 /// - `exit=N`          exits with N
 /// - `fail-times=N`    exits 1 the first N times (counts in `$FAKE_RECORD.NAME.count`)
 /// - `locked-times=N`  the same, saying "repository is already locked" as restic 0.14 does
@@ -43,6 +45,7 @@ for a in "$@"; do
   case "$a" in
     sleep=*) sleep "${a#sleep=}";;
     exec-sleep=*) exec sleep "${a#exec-sleep=}";;
+    setsid-sleep=*) setsid sleep "${a#setsid-sleep=}" & ;;
     exit=*) code="${a#exit=}";;
     ignore-int) trap '' INT;;
     out=*) echo "${a#out=}";;
