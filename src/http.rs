@@ -47,12 +47,15 @@ pub enum Command {
     Remove(String),
 }
 
+const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json";
+
 /// An answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
     pub status: u16,
     pub body: String,
-    pub json: bool,
+    pub content_type: &'static str,
 }
 
 impl Reply {
@@ -65,7 +68,7 @@ impl Reply {
         Reply {
             status,
             body,
-            json: false,
+            content_type: TEXT,
         }
     }
 
@@ -407,14 +410,10 @@ fn serve(stream: &TcpStream, peer: SocketAddr, shared: &Shared) {
             None => return,
         },
     };
-    let content_type = if reply.json {
-        "application/json"
-    } else {
-        "text/plain; charset=utf-8"
-    };
     let answer = wire::Answer {
         status: reply.status,
-        content_type,
+        content_type: reply.content_type,
+        extra_headers: "",
         body: &reply.body,
         send_body,
     };
@@ -433,13 +432,13 @@ fn answer(request: &wire::Request, shared: &Shared) -> Reply {
         Route::Queue => Reply {
             status: 200,
             body: shared.board.queue_json(),
-            json: true,
+            content_type: JSON,
         },
         Route::Job(name) => match shared.board.job_json(&name) {
             Some(body) => Reply {
                 status: 200,
                 body,
-                json: true,
+                content_type: JSON,
             },
             None => Reply::no_such_job(),
         },
