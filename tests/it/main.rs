@@ -10,6 +10,7 @@ mod fuzz; // generated input for the parsers and the router: no panics
 mod keyring; // rckeyutil and job passwords: Secret Service, kernel keyring, secrecy
 mod monitoring; // healthcheck pings to a local stand-in for healthchecks.io
 mod packaging; // scripts/install.sh into a temp root: files, modes, units, uninstall
+mod page; // the status page: headers, who gets it, the token in its URL
 mod rccommand; // the client against a live daemon: commands, discovery, exit codes
 mod real_restic; // backups, forgets, stops and locks with Debian's restic
 mod repository; // one restic per repository, restic exit codes, UnlockStale
