@@ -1,6 +1,6 @@
 //! The control API: a pure [`route`] from method and URL to a [`Route`], and
-//! a thin server that answers reads from the board and hands commands to the
-//! daemon.
+//! a thin server that answers reads from the board and the status page, and
+//! hands commands to the daemon.
 //!
 //! The server is ours rather than tiny_http's: tiny_http 0.12 aborts the
 //! whole process on one request with a large `Content-Length` (it allocates
@@ -11,6 +11,7 @@
 
 mod wire;
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -28,8 +29,6 @@ pub use wire::{MAX_BODY, Method};
 
 /// How long a request waits for the daemon before answering 503.
 const DAEMON_ANSWER: Duration = Duration::from_secs(10);
-/// The content type of plain answers.
-const TEXT: &str = "text/plain; charset=utf-8";
 /// How long a client has to send its whole request (a slow client holds a
 /// connection at most this long).
 const REQUEST_TIME: Duration = Duration::from_secs(10);
@@ -49,6 +48,25 @@ pub enum Command {
     Trigger(String),
     Remove(String),
 }
+
+/// The status page (SPEC §6.4): HTML, CSS and script in one file, with no
+/// external assets.
+const STATUS_PAGE: &str = include_str!("http/page.html");
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json";
+const HTML: &str = "text/html; charset=utf-8";
+
+/// Sent with the status page only. The page loads nothing from elsewhere and
+/// talks only to this server; it may not be framed (a framing page could
+/// trick a visitor into clicking its buttons); and with Trusted Types the
+/// browser itself refuses to parse strings as HTML, so job data can only
+/// ever become text.
+const PAGE_HEADERS: &str = "Content-Security-Policy: default-src 'none'; \
+     script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; \
+     img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; \
+     require-trusted-types-for 'script'\r\n\
+     X-Frame-Options: DENY\r\nReferrer-Policy: no-referrer\r\n";
 
 /// An answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,7 +95,7 @@ impl Reply {
         Reply {
             status: 200,
             body,
-            content_type: "application/json",
+            content_type: JSON,
         }
     }
 
@@ -94,6 +112,10 @@ impl Reply {
 /// Where a request goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
+    /// `/`, the status page, with the `token` query parameter if any.
+    Page {
+        token: Option<UrlToken>,
+    },
     Queue,
     Metrics,
     /// `/job?name=N`, answered from the board.
@@ -131,6 +153,12 @@ pub fn route(method: &Method, url: &str) -> Route {
         None => Route::Refuse(Reply::text(400, "missing parameter: name")),
     };
     match path {
+        "/" => match query_param(query, "token") {
+            Ok(token) => Route::Page {
+                token: token.map(UrlToken),
+            },
+            Err(e) => Route::Refuse(Reply::text(400, e)),
+        },
         "/queue" => Route::Queue,
         "/job" => match name {
             Some(name) => Route::Job(name),
@@ -145,6 +173,16 @@ pub fn route(method: &Method, url: &str) -> Route {
         "/trigger" => named(Command::Trigger),
         "/remove" => named(Command::Remove),
         _ => Route::Refuse(Reply::text(404, "404 page not found")),
+    }
+}
+
+/// A token given in a URL rather than a header; its `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UrlToken(String);
+
+impl std::fmt::Debug for UrlToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UrlToken(<hidden>)")
     }
 }
 
@@ -194,6 +232,11 @@ fn percent_decode(s: &str) -> Result<String, String> {
 /// Who may use the API: with a token, only requests that carry it (but
 /// `/healthz`), and never a request a browser marks as cross-site, so a web
 /// page cannot drive the API through a visitor's browser.
+///
+/// The status page alone also takes the token as its `token` query
+/// parameter: a browser cannot add a header to a page it navigates to. The
+/// page then sends the header on its own requests. The price is that the
+/// token can end up in the browser's history and bookmarks.
 #[derive(Clone, Default)]
 pub struct Access {
     token: Option<String>,
@@ -252,9 +295,21 @@ impl Access {
                 _ => Ok(()),
             };
         };
-        let given = header("Authorization").and_then(|v| v.strip_prefix("Bearer "));
-        if given.is_some_and(|given| constant_time_eq(given.trim().as_bytes(), token.as_bytes())) {
+        let in_header = header("Authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let in_url = match route {
+            Route::Page { token } => token.as_ref().map(|t| t.0.as_str()),
+            _ => None,
+        };
+        let given = in_header.or(in_url);
+        if given.is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes())) {
             Ok(())
+        } else if matches!(route, Route::Page { .. }) {
+            Err(Reply::text(
+                401,
+                "missing or wrong token: open /?token=TOKEN",
+            ))
         } else {
             Err(Reply::text(
                 401,
@@ -447,7 +502,7 @@ fn serve(stream: &TcpStream, peer: SocketAddr, shared: &Shared) {
     let _ = stream.set_write_timeout(Some(ANSWER_TIME));
     let (reply, send_body) = match wire::read_request(stream, Instant::now() + REQUEST_TIME) {
         Ok(request) => {
-            debug!("{peer}: {} {}", request.method, request.url);
+            debug!("{peer}: {} {}", request.method, loggable_url(&request.url));
             (answer(&request, shared), request.method != Method::Head)
         }
         Err(e) => match e.status() {
@@ -461,6 +516,11 @@ fn serve(stream: &TcpStream, peer: SocketAddr, shared: &Shared) {
     let answer = wire::Answer {
         status: reply.status,
         content_type: reply.content_type,
+        extra_headers: if reply.content_type == HTML {
+            PAGE_HEADERS
+        } else {
+            ""
+        },
         body: &reply.body,
         send_body,
     };
@@ -470,12 +530,41 @@ fn serve(stream: &TcpStream, peer: SocketAddr, shared: &Shared) {
     }
 }
 
+/// The URL as logged: the value of a `token` query parameter is left out.
+fn loggable_url(url: &str) -> Cow<'_, str> {
+    let is_token = |pair: &&str| {
+        let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
+        percent_decode(key).is_ok_and(|k| k == "token")
+    };
+    match url.split_once('?') {
+        Some((path, query)) if query.split('&').any(|pair| is_token(&pair)) => {
+            let pairs: Vec<&str> = query
+                .split('&')
+                .map(|pair| {
+                    if is_token(&pair) {
+                        "token=<hidden>"
+                    } else {
+                        pair
+                    }
+                })
+                .collect();
+            format!("{path}?{}", pairs.join("&")).into()
+        }
+        _ => url.into(),
+    }
+}
+
 fn answer(request: &wire::Request, shared: &Shared) -> Reply {
     let route = route(&request.method, &request.url);
     if let Err(refusal) = shared.access.check(&route, |name| request.header(name)) {
         return refusal;
     }
     match route {
+        Route::Page { .. } => Reply {
+            status: 200,
+            body: STATUS_PAGE.to_string(),
+            content_type: HTML,
+        },
         Route::Queue => Reply::json(shared.board.queue_json()),
         Route::Job(name) => match shared.board.job_json(&name) {
             Some(body) => Reply::json(body),
@@ -541,6 +630,48 @@ mod tests {
     }
 
     #[test]
+    fn only_the_page_takes_the_token_from_its_url() {
+        let access = Access::new(Some("s3cret".into()));
+        let status = |url: &str, h: &[(&str, &str)]| {
+            access
+                .check(&route(&Method::Get, url), headers(h))
+                .err()
+                .map(|r| r.status)
+        };
+        assert_eq!(status("/", &[]), Some(401));
+        assert_eq!(status("/?token=wrong", &[]), Some(401));
+        assert_eq!(status("/?token=s3cre", &[]), Some(401));
+        assert_eq!(status("/?token=s3cret", &[]), None);
+        assert_eq!(status("/?x=1&token=s3cre%74", &[]), None);
+        assert_eq!(status("/", &[("Authorization", "Bearer s3cret")]), None);
+        // A header that is not a bearer token (a proxy's Basic, say) does
+        // not hide the token in the URL.
+        assert_eq!(
+            status("/?token=s3cret", &[("Authorization", "Basic eDp5")]),
+            None
+        );
+        assert_eq!(status("/queue?token=s3cret", &[]), Some(401));
+        assert_eq!(status("/trigger?name=a&token=s3cret", &[]), Some(401));
+        assert_eq!(
+            status("/?token=s3cret", &[("Sec-Fetch-Site", "cross-site")]),
+            Some(403)
+        );
+        let page = route(&Method::Get, "/?token=s3cret");
+        assert!(!format!("{page:?}").contains("s3cret"), "{page:?}");
+    }
+
+    #[test]
+    fn logged_urls_leave_the_token_out() {
+        assert_eq!(loggable_url("/?token=s3cret"), "/?token=<hidden>");
+        assert_eq!(
+            loggable_url("/queue?a=1&%74oken=s3cret&b"),
+            "/queue?a=1&token=<hidden>&b"
+        );
+        assert_eq!(loggable_url("/stop?name=a"), "/stop?name=a");
+        assert_eq!(loggable_url("/"), "/");
+    }
+
+    #[test]
     fn cross_site_requests_are_refused() {
         let access = Access::default();
         let status = |h: &[(&str, &str)]| {
@@ -569,6 +700,15 @@ mod tests {
             None
         );
         assert_eq!(status(&[("Sec-Fetch-Site", "same-origin")]), None);
+        // What a browser sends with the status page's own POSTs.
+        assert_eq!(
+            status(&[
+                ("Sec-Fetch-Site", "same-origin"),
+                ("Origin", "http://[::1]:8080"),
+                ("Host", "[::1]:8080")
+            ]),
+            None
+        );
         assert_eq!(status(&[]), None);
     }
 
@@ -578,6 +718,7 @@ mod tests {
 
     #[test]
     fn routes_the_originals_urls() {
+        assert_eq!(cmd("/"), Route::Page { token: None });
         assert_eq!(cmd("/queue"), Route::Queue);
         assert_eq!(
             cmd("/stop?name=a"),
@@ -607,6 +748,8 @@ mod tests {
         assert_eq!(status(cmd("/stop?name=%ff")), 400);
         assert_eq!(status(cmd("/stop/")), 404);
         assert_eq!(status(cmd("/../etc/passwd")), 404);
+        assert_eq!(status(cmd("/?token=%zz")), 400);
+        assert_eq!(status(cmd("/index.html")), 404);
         assert_eq!(
             status(route(&Method::Other("DELETE".into()), "/queue")),
             405

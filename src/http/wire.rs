@@ -342,6 +342,8 @@ impl Incoming<'_> {
 pub struct Answer<'a> {
     pub status: u16,
     pub content_type: &'a str,
+    /// Header lines to add, each ending in `\r\n`.
+    pub extra_headers: &'a str,
     pub body: &'a str,
     /// `false` for HEAD: the headers announce the body but it is not sent.
     pub send_body: bool,
@@ -360,6 +362,7 @@ pub fn write_answer(mut stream: &TcpStream, answer: &Answer) -> io::Result<()> {
     if answer.status == 405 {
         head.push_str("Allow: GET, POST, HEAD\r\n");
     }
+    head.push_str(answer.extra_headers);
     head.push_str("\r\n");
     let mut bytes = head.into_bytes();
     if answer.send_body {
@@ -553,6 +556,7 @@ mod tests {
         let answer = Answer {
             status: 405,
             content_type: "text/plain",
+            extra_headers: "",
             body: "no\n",
             send_body: false,
         };

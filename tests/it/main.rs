@@ -4,12 +4,14 @@
 
 mod api; // /job, every error status with and without a token, HEAD, bodies
 mod calendar; // cron schedules: second boundaries, catch-up, --check
+mod chromium; // headless chromium: bounded runs, and a browser driven over a pipe
 mod control; // control URLs, reload, SIGTERM and SIGHUP
 mod files; // job files, config file, command line and --check
 mod fuzz; // generated input for the parsers and the router: no panics
 mod keyring; // rckeyutil and job passwords: Secret Service, kernel keyring, secrecy
 mod monitoring; // healthcheck pings to a local stand-in for healthchecks.io
 mod packaging; // scripts/install.sh into a temp root: files, modes, units, uninstall
+mod page; // the status page: headers, token, rendered and clicked in chromium
 mod rccommand; // the client against a live daemon: commands, discovery, exit codes
 mod real_restic; // backups, forgets, stops and locks with Debian's restic
 mod repository; // one restic per repository, restic exit codes, UnlockStale
