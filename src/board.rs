@@ -3,6 +3,7 @@
 //!
 //! The mutex is held only to clone or replace an entry, never across I/O.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -12,6 +13,7 @@ use serde_json::Value;
 
 use crate::job_file::{Entry, Job};
 use crate::progress::{Progress, Summary};
+use crate::restic;
 use crate::schedule::Schedule;
 use crate::state::local_rfc3339;
 
@@ -342,7 +344,8 @@ struct QueueEntry<'a> {
     #[serde(rename = "ResticPath")]
     restic_path: &'a str,
     #[serde(rename = "ResticArguments")]
-    restic_arguments: Option<&'a [String]>,
+    /// With passwords in repository URLs masked.
+    restic_arguments: Option<Vec<Cow<'a, str>>>,
     schedule: Option<String>,
     #[serde(rename = "nextRun")]
     next_run: Value,
@@ -385,7 +388,12 @@ fn queue_entry(s: &JobStatus) -> QueueEntry<'_> {
         username: keyring.map_or("", |k| &k.username),
         service: keyring.map_or("", |k| &k.service),
         restic_path: job.map_or("", |j| &j.restic_path),
-        restic_arguments: job.map(|j| j.restic_arguments.as_slice()),
+        restic_arguments: job.map(|j| {
+            j.restic_arguments
+                .iter()
+                .map(|a| restic::mask_credentials(a))
+                .collect()
+        }),
         schedule: job.and_then(|j| j.schedule.as_ref()).map(|s| s.to_string()),
         next_run: time(s.next_run),
         repository: s.repository.as_deref(),

@@ -725,7 +725,7 @@ impl Actor {
             outcome,
             exit_code,
             error,
-            output_tail: output.tail.text,
+            output_tail: output.tail.into_text(),
             summary: output.summary,
         }
     }
@@ -825,9 +825,17 @@ struct Tail {
 }
 
 impl Tail {
+    /// Trimmed only once twice the tail has piled up, so a verbose restic
+    /// does not move 64 KiB of text for every line.
     fn push(&mut self, line: &str) {
         self.text.push_str(line);
         self.text.push('\n');
+        if self.text.len() > 2 * TAIL_BYTES {
+            self.trim();
+        }
+    }
+
+    fn trim(&mut self) {
         if self.text.len() > TAIL_BYTES {
             let mut cut = self.text.len() - TAIL_BYTES;
             while !self.text.is_char_boundary(cut) {
@@ -835,6 +843,12 @@ impl Tail {
             }
             self.text.drain(..cut);
         }
+    }
+
+    /// The last [`TAIL_BYTES`].
+    fn into_text(mut self) -> String {
+        self.trim();
+        self.text
     }
 }
 
@@ -882,7 +896,8 @@ mod tests {
         for _ in 0..20_000 {
             tail.push("äöü line");
         }
-        assert!(tail.text.len() <= TAIL_BYTES);
-        assert!(tail.text.ends_with("äöü line\n"));
+        let text = tail.into_text();
+        assert!(text.len() <= TAIL_BYTES);
+        assert!(text.ends_with("äöü line\n"));
     }
 }

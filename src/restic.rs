@@ -2,6 +2,7 @@
 //! outcomes (old 0.14 and new 0.17+), which repository a job's arguments and
 //! environment name, and which of its options an `unlock` needs.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
@@ -51,10 +52,11 @@ impl fmt::Debug for Repository {
     }
 }
 
-/// `rest:https://user:secret@host/` → `rest:https://user:***@host/`.
-fn mask_credentials(location: &str) -> String {
+/// `rest:https://user:secret@host/` → `rest:https://user:***@host/`;
+/// anything without a password in a URL stays as it is (and is not copied).
+pub fn mask_credentials(location: &str) -> Cow<'_, str> {
     let Some(scheme_end) = location.find("://") else {
-        return location.to_string();
+        return Cow::Borrowed(location);
     };
     let authority_start = scheme_end + 3;
     let rest = &location[authority_start..];
@@ -64,13 +66,13 @@ fn mask_credentials(location: &str) -> String {
         .rfind('@')
         .and_then(|at| authority[..at].find(':').map(|colon| (colon, at)))
     {
-        Some((colon, at)) => format!(
+        Some((colon, at)) => Cow::Owned(format!(
             "{}{}:***{}",
             &location[..authority_start],
             &authority[..colon],
             &location[authority_start + at..]
-        ),
-        None => location.to_string(),
+        )),
+        None => Cow::Borrowed(location),
     }
 }
 

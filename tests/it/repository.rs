@@ -192,3 +192,27 @@ fn unlock_stale_runs_restic_unlock_with_the_repository_options_then_retries_once
     );
     assert_eq!(env.starts("relock").len(), 2, "one retry after the unlock");
 }
+
+#[test]
+fn passwords_in_repository_urls_are_masked_in_the_api() {
+    let env = TestEnv::new();
+    let url = "rest:https://backup:hunter2-secret@nas.local:8000/repo/";
+    env.write_job("remote", &env.fake_job("remote", &["-r", url], json!({})));
+    let daemon = env.start();
+    let job = daemon.job("remote");
+    assert_eq!(
+        job["repository"],
+        "rest:https://backup:***@nas.local:8000/repo/"
+    );
+    assert_eq!(
+        job["ResticArguments"][2],
+        "rest:https://backup:***@nas.local:8000/repo/"
+    );
+    for path in ["/queue", "/job?name=remote", "/metrics", "/"] {
+        let (_, body) = daemon.get(path);
+        assert!(
+            !body.contains("hunter2"),
+            "{path} shows the password: {body}"
+        );
+    }
+}
