@@ -38,7 +38,7 @@ const PIPE_GRACE: Duration = Duration::from_secs(2);
 /// How often a running backup's progress is published at most.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// How long `restic unlock` may take after an interrupted run.
-const UNLOCK_LIMIT: Duration = Duration::from_secs(120);
+const UNLOCK_LIMIT: Duration = Duration::from_secs(15);
 
 /// What the daemon tells a job.
 #[derive(Debug)]

@@ -169,9 +169,11 @@ fn check_common_keys(unit: &Unit, exec_start: &str, config: &Value) {
     assert_eq!(value(unit, "Service", "NoNewPrivileges"), "yes");
     let stop_grace = seconds(config["StopGrace"].as_str().expect("StopGrace"));
     let timeout = seconds(value(unit, "Service", "TimeoutStopSec"));
+    // StopGrace, 10 s to SIGKILL, up to 15 s of `restic unlock` and 10 s
+    // for queued healthcheck pings.
     assert!(
-        timeout > stop_grace + Duration::from_secs(10),
-        "TimeoutStopSec {timeout:?} must exceed StopGrace {stop_grace:?} + 10 s"
+        timeout > stop_grace + Duration::from_secs(35),
+        "TimeoutStopSec {timeout:?} must exceed StopGrace {stop_grace:?} + 35 s"
     );
 }
 

@@ -17,10 +17,10 @@ fn a_job_runs_on_its_interval_and_keeps_its_phase() {
         &env.fake_job("tick", &["sleep=0.15"], json!({"regularTimer": "400ms"})),
     );
     let daemon = env.start();
-    daemon.wait_for("four runs", |_| {
-        (env.starts("tick").len() >= 4).then_some(())
+    let starts = daemon.wait_for("four runs", |d| {
+        let starts = d.run_starts("tick");
+        (starts.len() >= 4).then_some(starts)
     });
-    let starts = env.starts("tick");
     for (i, start) in starts.iter().enumerate().skip(1) {
         let phase = (start - starts[0] + 100).rem_euclid(400) - 100;
         assert!(

@@ -335,6 +335,21 @@ impl Daemon {
         }
     }
 
+    /// When the daemon started restic for each of `name`'s last runs, in
+    /// Unix ms, oldest first (from `/job`). Unlike the fake restic's own
+    /// record, this leaves out its shell's start-up, which a loaded machine
+    /// stretches.
+    pub fn run_starts(&self, name: &str) -> Vec<i64> {
+        let (_, body) = self.get(&format!("/job?name={name}"));
+        let job: Value = serde_json::from_str(&body).expect("/job is JSON");
+        let mut starts: Vec<i64> = job["runs"]
+            .as_array()
+            .map(|runs| runs.iter().map(|r| rfc3339_ms(&r["start"])).collect())
+            .unwrap_or_default();
+        starts.reverse();
+        starts
+    }
+
     /// Waits until the job `name` has status `status`.
     pub fn wait_status(&self, name: &str, status: &str) -> Value {
         self.wait_for(&format!("{name} to be {status}"), |d| {
