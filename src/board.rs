@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use jiff::Timestamp;
+use jiff::tz::TimeZone;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -15,7 +16,6 @@ use crate::job_file::{Entry, Job};
 use crate::progress::{Progress, Summary};
 use crate::restic;
 use crate::schedule::Schedule;
-use crate::state::local_rfc3339;
 
 /// How many runs `/job` lists.
 pub const RUNS_KEPT: usize = 20;
@@ -245,9 +245,10 @@ impl Board {
         // Clone only this entry (its runs are `Arc`s), then serialize
         // without the lock.
         let status = self.lock().values().find(|e| e.name == name).cloned()?;
+        let tz = TimeZone::system();
         let detail = JobDetail {
-            entry: queue_entry(&status),
-            runs: status.runs.iter().map(|r| run_json(r, true)).collect(),
+            entry: queue_entry(&status, &tz),
+            runs: status.runs.iter().map(|r| run_json(r, true, &tz)).collect(),
         };
         let mut body = serde_json::to_string(&detail).expect("a job always serializes");
         body.push('\n');
@@ -264,8 +265,9 @@ impl Board {
             directory: &'a str,
         }
         let snapshot = self.snapshot();
+        let tz = TimeZone::system();
         let queue = Queue {
-            jobs: snapshot.iter().map(queue_entry).collect(),
+            jobs: snapshot.iter().map(|s| queue_entry(s, &tz)).collect(),
             directory: &self.directory,
         };
         let mut body = serde_json::to_string(&queue).expect("the queue always serializes");
@@ -283,8 +285,10 @@ fn unix_nanos(t: Option<Timestamp>) -> i128 {
     t.map_or(0, |t| t.as_nanosecond())
 }
 
-fn time(t: Option<Timestamp>) -> Value {
-    t.map_or(Value::Null, |t| Value::String(local_rfc3339(t)))
+/// RFC 3339 in the local offset; `tz` is looked up once per answer, not
+/// once per time (a thousand jobs have thousands of times).
+fn time(t: Timestamp, tz: &TimeZone) -> String {
+    t.display_with_offset(tz.to_offset(t)).to_string()
 }
 
 /// A run as `/queue` (`lastRun`) and `/job` show it.
@@ -302,10 +306,10 @@ struct RunJson<'a> {
     summary: Option<&'a Summary>,
 }
 
-fn run_json(run: &RunRecord, with_output: bool) -> RunJson<'_> {
+fn run_json<'a>(run: &'a RunRecord, with_output: bool, tz: &TimeZone) -> RunJson<'a> {
     RunJson {
-        start: local_rfc3339(run.start),
-        end: local_rfc3339(run.end),
+        start: time(run.start, tz),
+        end: time(run.end, tz),
         outcome: run.outcome,
         exit_code: run.exit_code,
         error: run.error.as_deref(),
@@ -348,20 +352,20 @@ struct QueueEntry<'a> {
     restic_arguments: Option<Vec<Cow<'a, str>>>,
     schedule: Option<String>,
     #[serde(rename = "nextRun")]
-    next_run: Value,
+    next_run: Option<String>,
     repository: Option<&'a str>,
     #[serde(rename = "WaitingFor")]
     waiting_for: Option<&'a str>,
     #[serde(rename = "lastRun")]
     last_run: Option<RunJson<'a>>,
     #[serde(rename = "lastSuccess")]
-    last_success: Value,
+    last_success: Option<String>,
     #[serde(rename = "consecutiveFailures")]
     consecutive_failures: u32,
     error: Option<&'a str>,
 }
 
-fn queue_entry(s: &JobStatus) -> QueueEntry<'_> {
+fn queue_entry<'a>(s: &'a JobStatus, tz: &TimeZone) -> QueueEntry<'a> {
     let job = s.job.as_deref();
     let keyring = job.and_then(|j| j.keyring.as_ref());
     let next_job = job.map_or(Value::Null, |j| j.next_job_raw.clone());
@@ -395,11 +399,11 @@ fn queue_entry(s: &JobStatus) -> QueueEntry<'_> {
                 .collect()
         }),
         schedule: job.and_then(|j| j.schedule.as_ref()).map(|s| s.to_string()),
-        next_run: time(s.next_run),
+        next_run: s.next_run.map(|t| time(t, tz)),
         repository: s.repository.as_deref(),
         waiting_for: s.waiting_for.as_deref(),
-        last_run: s.runs.front().map(|r| run_json(r, false)),
-        last_success: time(s.last_success),
+        last_run: s.runs.front().map(|r| run_json(r, false, tz)),
+        last_success: s.last_success.map(|t| time(t, tz)),
         consecutive_failures: s.consecutive_failures,
         error: s.error.as_deref(),
     }
