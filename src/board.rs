@@ -112,13 +112,13 @@ pub struct JobStatus {
 }
 
 impl JobStatus {
-    /// A fresh entry for a valid job.
-    pub fn new(owner: u64, job: Arc<Job>) -> JobStatus {
+    /// An entry named `name` with `status` and nothing else known yet.
+    fn empty(name: String, status: Status) -> JobStatus {
         JobStatus {
-            owner,
-            name: job.name.to_string(),
-            status: Status::Waiting,
-            job: Some(job),
+            owner: 0,
+            name,
+            status,
+            job: None,
             current_retry: 0,
             progress: 0.0,
             progress_detail: None,
@@ -136,6 +136,15 @@ impl JobStatus {
         }
     }
 
+    /// A fresh entry for a valid job.
+    pub fn new(owner: u64, job: Arc<Job>) -> JobStatus {
+        JobStatus {
+            owner,
+            job: Some(job.clone()),
+            ..JobStatus::empty(job.name.to_string(), Status::Waiting)
+        }
+    }
+
     /// An entry for a file that failed validation.
     pub fn invalid(entry: &Entry) -> JobStatus {
         let errors = match &entry.job {
@@ -147,24 +156,8 @@ impl JobStatus {
                 .join("; "),
         };
         JobStatus {
-            owner: 0,
-            name: entry.name.clone(),
-            status: Status::Invalid,
-            job: None,
-            current_retry: 0,
-            progress: 0.0,
-            progress_detail: None,
-            runs_total: RunCounts::default(),
-            wait_start: None,
-            wait_end: None,
-            next_run: None,
-            running_since: None,
-            repository: None,
-            waiting_for: None,
-            runs: VecDeque::new(),
-            last_success: None,
-            consecutive_failures: 0,
             error: Some(errors),
+            ..JobStatus::empty(entry.name.clone(), Status::Invalid)
         }
     }
 

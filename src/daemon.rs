@@ -473,19 +473,16 @@ impl Daemon {
             }
             Command::Stop(name) => self.send(&name, Control::Stop),
             Command::Restart(name) => self.send(&name, Control::Restart),
-            Command::Trigger(name) => {
-                let (_, slot) = self.find(&name).expect("checked above");
-                match (&slot.handle, self.context.board.status_of(&name)) {
-                    (Some(handle), Some(Status::Waiting | Status::Working)) => {
-                        handle.trigger();
-                        Reply::done()
-                    }
-                    _ => Reply::text(
-                        409,
-                        format!("job {name} is stopped or invalid; /restart or /reload it first"),
-                    ),
+            Command::Trigger(name) => match self.triggerable(&name) {
+                Some(handle) => {
+                    handle.trigger();
+                    Reply::done()
                 }
-            }
+                None => Reply::text(
+                    409,
+                    format!("job {name} is stopped or invalid; /restart or /reload it first"),
+                ),
+            },
             Command::Remove(name) => {
                 let file_name = self.find(&name).expect("checked above").0.clone();
                 self.retire(&file_name);
@@ -513,16 +510,27 @@ impl Daemon {
         }
     }
 
+    /// The handle of the job `name` when it takes triggers (it exists, is
+    /// valid and is not stopped).
+    fn triggerable(&self, name: &str) -> Option<&JobHandle> {
+        let (_, slot) = self.find(name)?;
+        let running = matches!(
+            self.context.board.status_of(name),
+            Some(Status::Waiting | Status::Working)
+        );
+        slot.handle.as_ref().filter(|_| running)
+    }
+
     fn follow_up(&self, from: &str, name: &str) {
-        match self.find(name) {
-            Some((_, slot)) => match (&slot.handle, self.context.board.status_of(name)) {
-                (Some(handle), Some(Status::Waiting | Status::Working)) => {
-                    info!("[{from}] triggers {name}");
-                    handle.trigger();
-                }
-                _ => warn!("[{from}] follow-up job {name} is stopped or invalid; not triggered"),
-            },
-            None => warn!("[{from}] follow-up job {name} no longer exists"),
+        match self.triggerable(name) {
+            Some(handle) => {
+                info!("[{from}] triggers {name}");
+                handle.trigger();
+            }
+            None if self.find(name).is_none() => {
+                warn!("[{from}] follow-up job {name} no longer exists");
+            }
+            None => warn!("[{from}] follow-up job {name} is stopped or invalid; not triggered"),
         }
     }
 

@@ -493,21 +493,24 @@ impl Actor {
         let result = loop {
             select! {
                 recv(ticket.granted) -> _ => break Ok(()),
-                recv(self.control) -> msg => match msg {
-                    Ok(Control::Replace(job)) => self.after_run.push(Control::Replace(job)),
-                    Ok(control) => {
-                        self.after_run.push(control);
-                        break Err(());
-                    }
-                    Err(_) => {
-                        self.after_run.push(Control::Exit);
-                        break Err(());
-                    }
+                recv(self.control) -> msg => if self.defer(msg.ok()) {
+                    break Err(());
                 },
             }
         };
         self.publish(|s| s.waiting_for = None);
         result.map(|()| Some(ticket.into_guard()))
+    }
+
+    /// Keeps a control that arrived while the job was busy (waiting for its
+    /// repository or running restic) for after that; `None` is a closed
+    /// inbox, which means exit. `true` when the busy work must be cut short:
+    /// anything but a new definition, which waits for the next run.
+    fn defer(&mut self, control: Option<Control>) -> bool {
+        let control = control.unwrap_or(Control::Exit);
+        let interrupts = !matches!(control, Control::Replace(_));
+        self.after_run.push(control);
+        interrupts
     }
 
     /// Decides on a retry after a failed run.
@@ -635,23 +638,12 @@ impl Actor {
                     Ok(ChildEvent::Exited) => exited_at = Some(Instant::now()),
                     Err(_) => break,
                 },
-                recv(control) -> msg => match msg {
-                    Ok(Control::Replace(job)) => self.after_run.push(Control::Replace(job)),
-                    Ok(control) => {
-                        if interrupt.is_none() {
-                            interrupt = Some(Interrupt::Stop);
-                            info!("[{name}] stopping restic");
-                            ladder.begin(&child, self.context.stop_grace);
-                        }
-                        self.after_run.push(control);
-                    }
-                    Err(_) => {
-                        inbox_open = false;
-                        if interrupt.is_none() {
-                            interrupt = Some(Interrupt::Stop);
-                            ladder.begin(&child, self.context.stop_grace);
-                        }
-                        self.after_run.push(Control::Exit);
+                recv(control) -> msg => {
+                    inbox_open = msg.is_ok();
+                    if self.defer(msg.ok()) && interrupt.is_none() {
+                        interrupt = Some(Interrupt::Stop);
+                        info!("[{name}] stopping restic");
+                        ladder.begin(&child, self.context.stop_grace);
                     }
                 },
                 recv(timeout_timer) -> _ => {

@@ -172,6 +172,9 @@ fn stopping_a_real_backup_leaves_no_lock() {
     assert_eq!(daemon.get("/stop?name=big").0, 200);
     let job = daemon.wait_status("big", "stopped");
     assert_eq!(job["lastRun"]["outcome"], "stopped", "{job}");
+    // restic ended on the first step of the ladder: SIGINT, after which it
+    // cleans up and exits 130 (not SIGTERM or SIGKILL, exit code null).
+    assert_eq!(job["lastRun"]["exitCode"], 130, "{job}");
     assert_eq!(
         repo.locks().trim(),
         "",
