@@ -161,13 +161,21 @@ pub fn load(path: Option<&Path>, env: Env) -> Result<(Config, Source, Vec<String
     let srv = Object::new(srv.unwrap_or(&empty), None);
     let log = Object::new(log.unwrap_or(&empty), None);
 
-    let home = env("HOME").unwrap_or_default();
+    // Without HOME the defaults cannot be made: a key that needs one then
+    // fails (below) instead of becoming a path under `/`.
+    let home = env("HOME");
+    let home = home.as_deref();
     let config = Config {
-        job_path: reader.path(
-            &top,
-            "JobPath",
-            &format!("{home}/.config/restic-cronned/jobs"),
-        ),
+        // JOBDIR on the command line may stand in for it: an empty path
+        // here is the caller's to refuse.
+        job_path: match (top.get("JobPath"), home) {
+            (None, None) => PathBuf::new(),
+            _ => reader.path(
+                &top,
+                "JobPath",
+                home.map(|h| format!("{h}/.config/restic-cronned/jobs")),
+            ),
+        },
         addr: reader.addr(&srv),
         token: reader
             .string(&srv, "SrvConf.Token", "Token")
@@ -180,7 +188,7 @@ pub fn load(path: Option<&Path>, env: Env) -> Result<(Config, Source, Vec<String
         log_dir: reader.path(
             &log,
             "LogConf.LogDir",
-            &format!("{home}/.cache/restic-cronned"),
+            home.map(|h| format!("{h}/.cache/restic-cronned")),
         ),
         // A century of days; a terabyte.
         log_max_age_days: reader.number(&log, "LogConf.MaxAge", 30, 36_500) as u32,
@@ -189,7 +197,7 @@ pub fn load(path: Option<&Path>, env: Env) -> Result<(Config, Source, Vec<String
         state_dir: reader.path(
             &top,
             "StateDir",
-            &format!("{home}/.local/share/restic-cronned"),
+            home.map(|h| format!("{h}/.local/share/restic-cronned")),
         ),
         stop_grace: reader.duration(&top, "StopGrace", Duration::from_secs(30)),
         keyring: reader.keyring(&top),
@@ -265,10 +273,19 @@ impl Reader<'_> {
         }
     }
 
-    fn path(&mut self, object: &Object, key: &str, default: &str) -> PathBuf {
-        let raw = self
-            .string(object, key, leaf(key))
-            .unwrap_or_else(|| default.to_string());
+    /// A path setting; `default` is below HOME, and `None` when HOME is not
+    /// set.
+    fn path(&mut self, object: &Object, key: &str, default: Option<String>) -> PathBuf {
+        let raw = match (self.string(object, key, leaf(key)), default) {
+            (Some(raw), _) => raw,
+            (None, Some(default)) => default,
+            (None, None) => {
+                self.problems.push(format!(
+                    "{key} is not set, and HOME is not set to make its default"
+                ));
+                return PathBuf::new();
+            }
+        };
         PathBuf::from(self.expand(key, &raw).unwrap_or_default())
     }
 

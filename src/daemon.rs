@@ -137,6 +137,11 @@ pub fn run(args: Args) -> Result<(), Error> {
     if let Some(dir) = args.job_dir {
         config.job_path = dir;
     }
+    if config.job_path.as_os_str().is_empty() {
+        return Err(Error::Setup(
+            "no job directory: give JOBDIR, or JobPath in the config (HOME is not set)".into(),
+        ));
+    }
     if let Some(addr) = args.addr {
         config::parse_addr(&addr).map_err(Error::Setup)?;
         config.addr = addr;

@@ -571,9 +571,9 @@ impl Actor {
     /// Starts restic and follows it to its end.
     fn run_child(&mut self, why: &str) -> RunRecord {
         let name = self.job.name.clone();
-        let start = Timestamp::now();
+        let asked = Timestamp::now();
         let failed = |error: String| RunRecord {
-            start,
+            start: asked,
             end: Timestamp::now(),
             outcome: Outcome::Failure,
             exit_code: None,
@@ -602,6 +602,8 @@ impl Actor {
                 return failed(error);
             }
         };
+        // A run starts when restic does (SPEC §8), after any keyring lookup.
+        let start = Timestamp::now();
         info!(
             "[{name}] run started ({why}): {}",
             spec.program.to_string_lossy()

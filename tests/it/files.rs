@@ -266,3 +266,45 @@ fn the_log_file_gets_every_run_with_the_job_name() {
         "{log}"
     );
 }
+
+#[test]
+fn without_home_the_defaults_are_errors_not_paths_under_the_root() {
+    let env = TestEnv::new();
+    let minimal = env.dir.path().join("minimal.json");
+    fs::write(&minimal, "{}").unwrap();
+    let output = Command::new(DAEMON)
+        .env_remove("HOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .args([
+            "--config",
+            minimal.to_str().unwrap(),
+            "--check",
+            env.jobs.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("StateDir is not set, and HOME is not set"),
+        "{err}"
+    );
+    assert!(err.contains("LogConf.LogDir is not set"), "{err}");
+    // With the paths given, no HOME is needed.
+    let output = Command::new(DAEMON)
+        .env_remove("HOME")
+        .args([
+            "--config",
+            env.config.to_str().unwrap(),
+            "--check",
+            env.jobs.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
