@@ -109,6 +109,7 @@ impl JobHandle {
             deadlines: Deadlines::default(),
             current_retry: 0,
             consecutive_failures: 0,
+            gave_up: false,
             last_run: None,
             last_success: None,
             after_run: Vec::new(),
@@ -116,7 +117,7 @@ impl JobHandle {
         // The start rules run here, on the caller's thread: the job's own
         // thread then only ever waits and runs restic, so it stays small (a
         // thousand idle jobs cost a thousand idle stacks and little else).
-        actor.start();
+        actor.start(false);
         let thread = thread::Builder::new()
             .name(format!("job {name}"))
             .stack_size(512 * 1024)
@@ -183,6 +184,9 @@ struct Actor {
     deadlines: Deadlines,
     current_retry: u32,
     consecutive_failures: u32,
+    /// Stopped by `StopAfterFailedRetries`; persisted, so the job stays
+    /// stopped across a daemon restart until someone restarts it.
+    gave_up: bool,
     last_run: Option<Timestamp>,
     last_success: Option<Timestamp>,
     /// Controls that arrived during a run, handled after it.
@@ -237,7 +241,7 @@ impl Actor {
             }
             Control::Restart => {
                 info!("[{}] restarting", self.job.name);
-                self.start();
+                self.start(true);
             }
             Control::Replace(job) => {
                 info!("[{}] new definition from {}", job.name, job.file.display());
@@ -250,7 +254,7 @@ impl Actor {
                     // A stopped job stays stopped until it is restarted.
                     self.refresh_repository();
                 } else {
-                    self.start();
+                    self.start(false);
                 }
             }
             Control::Exit => return false,
@@ -281,8 +285,12 @@ impl Actor {
         self.publish(|s| s.repository = repository);
     }
 
-    /// The start rules of SPEC §3, from the state file.
-    fn start(&mut self) {
+    /// The start rules of SPEC §3, from the state file. `restart`: asked
+    /// for by someone, so a job that stopped itself after failing starts too.
+    fn start(&mut self, restart: bool) {
+        if restart {
+            self.gave_up = false;
+        }
         if self.stopped {
             // A stopped job ignores triggers; one sent meanwhile must not
             // fire now.
@@ -296,6 +304,8 @@ impl Actor {
             Ok(Some(state)) => {
                 self.last_run = state.last_run;
                 self.last_success = state.last_success;
+                self.consecutive_failures = state.consecutive_failures;
+                self.gave_up = state.gave_up && !restart;
                 state.saved()
             }
             Err(why) => {
@@ -303,6 +313,19 @@ impl Actor {
                 Saved::Unreadable
             }
         };
+        let failures = self.consecutive_failures;
+        if self.gave_up {
+            warn!(
+                "[{}] stopped after its retries ran out ({failures} failures in a row); /restart it",
+                self.job.name
+            );
+            self.stopped = true;
+            self.publish(|s| {
+                s.status = Status::Stopped;
+                s.consecutive_failures = failures;
+            });
+            return;
+        }
         let now = Timestamp::now();
         let (deadlines, current_retry) =
             schedule::start_deadlines(self.job.schedule.as_ref(), &saved, now, &TimeZone::system());
@@ -324,6 +347,7 @@ impl Actor {
         self.publish(|s| {
             s.status = Status::Waiting;
             s.current_retry = current_retry;
+            s.consecutive_failures = failures;
             s.last_success = s.last_success.or(last_success);
             s.next_run = deadlines.next();
             s.wait_start = deadlines.next().map(|_| now);
@@ -345,6 +369,8 @@ impl Actor {
             current_retry: self.current_retry,
             last_run: self.last_run,
             last_success: self.last_success,
+            consecutive_failures: self.consecutive_failures,
+            gave_up: self.gave_up,
         };
         if let Err(e) = state::write(&self.state_path(), &state) {
             warn!("[{}] {e}", self.job.name);
@@ -548,6 +574,7 @@ impl Actor {
         if self.job.stop_after_failed_retries {
             warn!("[{}] job stopped (StopAfterFailedRetries)", self.job.name);
             self.stopped = true;
+            self.gave_up = true;
         }
     }
 

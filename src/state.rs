@@ -26,6 +26,11 @@ pub struct State {
     pub current_retry: u32,
     pub last_run: Option<Timestamp>,
     pub last_success: Option<Timestamp>,
+    /// Failed runs since the last success, for `/queue` and `/metrics`.
+    pub consecutive_failures: u32,
+    /// The job stopped itself (`StopAfterFailedRetries`): it stays stopped
+    /// across a daemon restart until someone restarts it.
+    pub gave_up: bool,
 }
 
 #[derive(Serialize)]
@@ -39,6 +44,14 @@ struct StateFile {
     last_run: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_success: Option<String>,
+    #[serde(skip_serializing_if = "is_zero")]
+    consecutive_failures: u32,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    gave_up: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A state file that could not be written.
@@ -102,13 +115,20 @@ pub fn read(path: &Path) -> Result<Option<State>, String> {
             )),
         }
     };
+    let count = |key: &str| {
+        object
+            .get(key)
+            .and_then(|(v, _)| v.as_u64())
+            .map_or(0, |n| n.min(u32::MAX as u64) as u32)
+    };
     Ok(Some(State {
         next_trigger: time("NextTrigger")?,
         next_regular: time("NextRegular")?,
-        current_retry: object
-            .get("CurrentRetry")
-            .and_then(|(v, _)| v.as_u64())
-            .map_or(0, |n| n.min(u32::MAX as u64) as u32),
+        current_retry: count("CurrentRetry"),
+        consecutive_failures: count("ConsecutiveFailures"),
+        gave_up: object
+            .get("GaveUp")
+            .is_some_and(|(v, _)| v.as_bool() == Some(true)),
         last_run: time("LastRun")?,
         last_success: time("LastSuccess")?,
     }))
@@ -154,6 +174,8 @@ pub fn write(path: &Path, state: &State) -> Result<(), WriteError> {
         current_retry: state.current_retry,
         last_run: state.last_run.map(local_rfc3339),
         last_success: state.last_success.map(local_rfc3339),
+        consecutive_failures: state.consecutive_failures,
+        gave_up: state.gave_up,
     };
     let mut text = serde_json::to_string(&file).expect("a state file always serializes");
     text.push('\n');
@@ -223,6 +245,8 @@ mod tests {
             current_retry: 2,
             last_run: Some(t),
             last_success: None,
+            consecutive_failures: 3,
+            gave_up: true,
         };
         write(&path, &state).unwrap();
         assert_eq!(read(&path).unwrap().unwrap(), state);

@@ -218,6 +218,21 @@ fn stop_after_failed_retries_stops_the_job() {
     assert_eq!(env.starts("quitter").len(), 2);
     assert!(job["nextRun"].is_null(), "{job}");
     assert_eq!(daemon.get("/trigger?name=quitter").0, 409);
+    // It stays stopped, with its failures, across a daemon restart ...
+    assert_eq!(daemon.terminate().code(), Some(0));
+    let daemon = env.start();
+    let job = daemon.wait_status("quitter", "stopped");
+    assert_eq!(job["consecutiveFailures"], 2, "{job}");
+    assert_eq!(env.starts("quitter").len(), 2, "it did not run again");
+    // ... until someone restarts it: back on its schedule, and triggers
+    // work again.
+    assert_eq!(daemon.get("/restart?name=quitter").0, 200);
+    let job = daemon.wait_status("quitter", "waiting");
+    assert!(job["nextRun"].is_string(), "{job}");
+    assert_eq!(daemon.get("/trigger?name=quitter").0, 200);
+    daemon.wait_for("a new round of runs", |_| {
+        (env.starts("quitter").len() == 4).then_some(())
+    });
 }
 
 #[test]
