@@ -128,8 +128,9 @@ fn send_all(pings: Receiver<Ping>, give_up_at: &OnceLock<Instant>) {
     for ping in pings {
         if give_up_at.get().is_some_and(|at| Instant::now() > *at) {
             warn!(
-                "[{}] shutting down: healthcheck ping {} not sent",
-                ping.job, ping.url
+                "[{}] shutting down: healthcheck ping to {} not sent",
+                ping.job,
+                without_path(&ping.url)
             );
             continue;
         }
@@ -137,10 +138,21 @@ fn send_all(pings: Receiver<Ping>, give_up_at: &OnceLock<Instant>) {
             None => agent.get(&ping.url).call(),
             Some(body) => agent.post(&ping.url).send(body.as_bytes()),
         };
+        // The path holds the check's secret UUID: logs name the host only.
+        let host = without_path(&ping.url);
         match result {
-            Ok(_) => debug!("[{}] pinged {}", ping.job, ping.url),
-            Err(e) => warn!("[{}] healthcheck ping {} failed: {e}", ping.job, ping.url),
+            Ok(_) => debug!("[{}] pinged {host}", ping.job),
+            Err(e) => warn!("[{}] healthcheck ping to {host} failed: {e}", ping.job),
         }
+    }
+}
+
+/// `https://hc-ping.com/UUID/start` → `https://hc-ping.com/…`.
+fn without_path(url: &str) -> String {
+    let host_start = url.find("://").map_or(0, |i| i + 3);
+    match url[host_start..].find('/') {
+        Some(slash) => format!("{}/…", &url[..host_start + slash]),
+        None => url.to_string(),
     }
 }
 
@@ -199,6 +211,10 @@ mod tests {
             .unwrap();
         assert_eq!(body.len(), BODY_BYTES);
         assert_eq!(join("http://h/p?rid=1", "start"), "http://h/p/start?rid=1");
+        assert_eq!(
+            without_path("https://hc-ping.com/uuid/0"),
+            "https://hc-ping.com/…"
+        );
     }
 
     #[test]
