@@ -13,6 +13,7 @@ use log::LevelFilter;
 use serde_json::{Map, Value};
 
 use crate::json::{self, Object};
+use crate::redacted::Redacted;
 use crate::schedule::{self, describe_json};
 
 const TOP_KEYS: &[&str] = &[
@@ -40,7 +41,7 @@ pub struct Config {
     pub job_path: PathBuf,
     /// The listen address as written (`:8080`, `host:port`); empty: no server.
     pub addr: String,
-    pub token: String,
+    pub token: Redacted<String>,
     pub token_file: Option<PathBuf>,
     pub log_dir: PathBuf,
     pub log_max_age_days: u32,
@@ -177,9 +178,11 @@ pub fn load(path: Option<&Path>, env: Env) -> Result<(Config, Source, Vec<String
             ),
         },
         addr: reader.addr(&srv),
-        token: reader
-            .string(&srv, "SrvConf.Token", "Token")
-            .unwrap_or_default(),
+        token: Redacted(
+            reader
+                .string(&srv, "SrvConf.Token", "Token")
+                .unwrap_or_default(),
+        ),
         token_file: reader
             .string(&srv, "SrvConf.TokenFile", "TokenFile")
             .filter(|s| !s.is_empty())
@@ -549,6 +552,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("has no port"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_token() {
+        let (config, _) = load_text(r#"{"SrvConf": {"Token": "tok-9876"}}"#).unwrap();
+        assert_eq!(config.api_token().unwrap().as_deref(), Some("tok-9876"));
+        assert!(!format!("{config:?}").contains("tok-9876"));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::healthcheck;
 use crate::json::{self, Object, Position};
+use crate::redacted::Redacted;
 use crate::schedule::{self, Schedule, describe_json};
 
 /// Every key a job file may have, spelled as the original spelled them.
@@ -94,7 +95,8 @@ pub struct Job {
     /// `ResticPath` as given; empty means `restic` from PATH.
     pub restic_path: String,
     pub restic_arguments: Vec<String>,
-    pub env: BTreeMap<String, String>,
+    /// May hold credentials (S3 keys): never in `Debug`.
+    pub env: Redacted<BTreeMap<String, String>>,
     pub timeout: Option<Duration>,
     pub stop_after_failed_retries: bool,
     pub healthcheck: Option<String>,
@@ -463,7 +465,7 @@ impl Parser<'_, '_> {
             keyring,
             restic_path,
             restic_arguments: restic_arguments?,
-            env,
+            env: Redacted(env),
             timeout: timeout.filter(|t| !t.is_zero()),
             stop_after_failed_retries,
             healthcheck,
@@ -777,6 +779,19 @@ mod tests {
             errors(&entries[5])
         );
         assert!(entries[6].job.is_ok() && entries[7].job.is_ok());
+    }
+
+    #[test]
+    fn debug_output_never_shows_env_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "s3.json",
+            r#"{"ResticArguments": ["snapshots"], "Env": {"AWS_SECRET_ACCESS_KEY": "xyz123"}}"#,
+        );
+        let job = load_file(&path).job.unwrap();
+        assert_eq!(job.env["AWS_SECRET_ACCESS_KEY"], "xyz123");
+        assert!(!format!("{job:?}").contains("xyz123"));
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod process;
 pub mod progress;
 pub mod rckeyutil;
+pub mod redacted;
 pub mod restic;
 pub mod schedule;
 pub mod state;

@@ -16,7 +16,7 @@ fn jobs_on_one_repository_take_turns_and_others_run_in_parallel() {
     let repo = env.dir.path().join("repo").display().to_string();
     env.write_job(
         "a",
-        &env.fake_job("a", &["-r", &repo, "sleep=0.4"], json!({})),
+        &env.fake_job("a", &["-r", &repo, "sleep=1"], json!({})),
     );
     // The same repository, written differently, through the environment.
     let same = format!("{}/../repo/", env.jobs.display());
@@ -30,7 +30,7 @@ fn jobs_on_one_repository_take_turns_and_others_run_in_parallel() {
     );
     env.write_job(
         "c",
-        &env.fake_job("c", &["--repo=/elsewhere", "sleep=0.4"], json!({})),
+        &env.fake_job("c", &["--repo=/elsewhere", "sleep=1"], json!({})),
     );
     let daemon = env.start();
     assert_eq!(daemon.job("a")["repository"], repo.as_str());
