@@ -1,8 +1,8 @@
 //! Healthcheck pings, in the protocol of healthchecks.io: `GET URL/start`
 //! when a run starts, `POST URL/<exit code>` (or `URL/fail`) with the end of
-//! the output when it ends. One thread sends them, so a slow or dead ping
-//! URL never delays a job; every request has a 10 s timeout, and a failed
-//! ping is logged, never fatal.
+//! the output when it ends. A few threads send them (each job's in order),
+//! so a slow or dead ping URL never delays a job; every request has a 10 s
+//! timeout, and a failed ping is logged, never fatal.
 
 use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
@@ -78,33 +78,67 @@ fn tail(text: &str, bytes: usize) -> &str {
     &text[start..]
 }
 
-/// The thread that sends pings. Dropping it sends what is queued, then
-/// joins the thread.
+/// How many threads send pings. A job's pings always go through the same
+/// one, in order; a dead ping host holds up only the jobs that share its
+/// thread, and never a job itself.
+const SENDERS: usize = 4;
+
+/// Where jobs queue their pings.
+#[derive(Clone)]
+pub struct PingSender {
+    queues: Vec<Sender<Ping>>,
+}
+
+impl PingSender {
+    /// Queues `ping` on its job's thread (never blocks).
+    pub fn send(&self, ping: Ping) {
+        let index = ping
+            .job
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+        let _ = self.queues[index % self.queues.len()].send(ping);
+    }
+}
+
+/// The threads that send pings. Dropping it sends what is queued (for at
+/// most [`TIMEOUT`] more), then joins them.
 pub struct Pinger {
-    sender: Option<Sender<Ping>>,
+    sender: Option<PingSender>,
     /// Set at shutdown: pings still queued after this are dropped, so a
     /// dead ping URL cannot hold the daemon's exit up for long.
     give_up_at: Arc<OnceLock<Instant>>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl Pinger {
     pub fn spawn() -> std::io::Result<Pinger> {
-        let (sender, pings) = unbounded();
         let give_up_at = Arc::new(OnceLock::new());
-        let deadline = give_up_at.clone();
-        let thread = thread::Builder::new()
-            .name("healthcheck".into())
-            .spawn(move || send_all(pings, &deadline))?;
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(TIMEOUT))
+            .user_agent(concat!("restic-cronned/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        let mut queues = Vec::with_capacity(SENDERS);
+        let mut threads = Vec::with_capacity(SENDERS);
+        for i in 0..SENDERS {
+            let (sender, pings) = unbounded();
+            let (deadline, agent) = (give_up_at.clone(), agent.clone());
+            threads.push(
+                thread::Builder::new()
+                    .name(format!("healthcheck {i}"))
+                    .spawn(move || send_all(&agent, pings, &deadline))?,
+            );
+            queues.push(sender);
+        }
         Ok(Pinger {
-            sender: Some(sender),
+            sender: Some(PingSender { queues }),
             give_up_at,
-            thread: Some(thread),
+            threads,
         })
     }
 
     /// Where jobs queue their pings.
-    pub fn sender(&self) -> Sender<Ping> {
+    pub fn sender(&self) -> PingSender {
         self.sender.clone().expect("the sender lives until drop")
     }
 }
@@ -113,18 +147,13 @@ impl Drop for Pinger {
     fn drop(&mut self) {
         let _ = self.give_up_at.set(Instant::now() + TIMEOUT);
         drop(self.sender.take());
-        if let Some(thread) = self.thread.take() {
+        for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
     }
 }
 
-fn send_all(pings: Receiver<Ping>, give_up_at: &OnceLock<Instant>) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(TIMEOUT))
-        .user_agent(concat!("restic-cronned/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into();
+fn send_all(agent: &ureq::Agent, pings: Receiver<Ping>, give_up_at: &OnceLock<Instant>) {
     for ping in pings {
         if give_up_at.get().is_some_and(|at| Instant::now() > *at) {
             warn!(

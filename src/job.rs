@@ -16,7 +16,7 @@ use log::{info, warn};
 
 use crate::board::{Board, JobStatus, Outcome, RunRecord, Status};
 use crate::exclusion::{Acquired, Guard, Repositories};
-use crate::healthcheck::Ping;
+use crate::healthcheck::{Ping, PingSender};
 use crate::job_file::{Job, JobName};
 use crate::keyring::Keyring;
 use crate::process::{self, ChildEvent, RunningChild, Spec, Stream, describe_status};
@@ -68,7 +68,7 @@ pub struct Context {
     pub stop_grace: Duration,
     pub notices: Sender<Notice>,
     pub repositories: Arc<Repositories>,
-    pub pings: Sender<Ping>,
+    pub pings: PingSender,
     /// Where jobs with `Username`/`Service` find their password.
     pub keyring: Keyring,
 }
@@ -583,12 +583,11 @@ impl Actor {
         let healthcheck = self.job.healthcheck.clone();
         let name = self.job.name.as_str();
         if let Some(url) = &healthcheck {
-            let _ = self.context.pings.send(Ping::start(name, url));
+            self.context.pings.send(Ping::start(name, url));
         }
         let record = self.run_child(why);
         if let Some(url) = &healthcheck {
-            let _ = self
-                .context
+            self.context
                 .pings
                 .send(Ping::end(self.job.name.as_str(), url, &record));
         }

@@ -113,9 +113,12 @@ fn the_token_in_the_page_url_is_not_logged() {
     assert_eq!(daemon.get(&format!("/?token={TOKEN_IN_URL}")).0, 200);
     assert_eq!(daemon.get(&format!("/?x=1&token={TOKEN_IN_URL}")).0, 200);
     let log_file = env.logs.join("restic-cronned.log");
-    daemon.wait_for("the request in the log", |_| {
+    // The log file and stderr get the line at about the same time, but our
+    // reader of the daemon's stderr may lag a little: wait for both.
+    daemon.wait_for("the request in the log and on stderr", |d| {
         let log = fs::read_to_string(&log_file).unwrap_or_default();
-        log.contains("GET /?x=1&token=<hidden>").then_some(())
+        let line = "GET /?x=1&token=<hidden>";
+        (log.contains(line) && d.stderr().contains(line)).then_some(())
     });
     let stderr = daemon.stderr();
     let log = fs::read_to_string(&log_file).unwrap();
