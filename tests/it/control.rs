@@ -31,11 +31,7 @@ fn stop_interrupts_a_hung_restic_within_the_grace_period() {
         "stopped after {took:?}"
     );
     assert_eq!(job["lastRun"]["outcome"], "stopped");
-    assert!(
-        daemon.stderr().contains("sending SIGTERM"),
-        "{}",
-        daemon.stderr()
-    );
+    daemon.wait_stderr("sending SIGTERM");
     assert!(!process_alive(pid), "restic {pid} is still there");
     // A stopped job refuses triggers, and /stop again is fine.
     assert_eq!(daemon.get("/trigger?name=hung").0, 409);
@@ -349,11 +345,7 @@ fn a_daemonized_grandchild_holding_the_output_does_not_hang_the_job() {
     daemon.get("/trigger?name=leaky");
     let job = daemon.wait_outcome("leaky", "success");
     assert_eq!(job["lastRun"]["exitCode"], 0);
-    assert!(
-        daemon.stderr().contains("keeps its output open"),
-        "{}",
-        daemon.stderr()
-    );
+    daemon.wait_stderr("keeps its output open");
     let status = daemon.terminate();
     assert_eq!(status.code(), Some(0));
 }

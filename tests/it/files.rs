@@ -200,11 +200,7 @@ fn invalid_files_are_listed_and_never_stop_the_others() {
         by_file[4].2.contains("writable by other users"),
         "{by_file:?}"
     );
-    assert!(
-        daemon.stderr().contains("broken.json:3:3"),
-        "{}",
-        daemon.stderr()
-    );
+    daemon.wait_stderr("broken.json:3:3");
     assert_eq!(daemon.get("/trigger?name=broken").0, 409);
 }
 

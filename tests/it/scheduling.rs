@@ -116,11 +116,7 @@ fn an_unreadable_state_file_means_one_full_period() {
         next >= before + 3_600_000 && next < now_ms() + 3_600_000,
         "{job}"
     );
-    assert!(
-        daemon.stderr().contains("ignoring the state file"),
-        "{}",
-        daemon.stderr()
-    );
+    daemon.wait_stderr("ignoring the state file");
     // The new deadline replaces the garbage.
     assert_eq!(rfc3339_ms(&env.read_state("garbled")["NextTrigger"]), next);
     assert!(env.starts("garbled").is_empty());

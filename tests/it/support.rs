@@ -350,6 +350,14 @@ impl Daemon {
         starts
     }
 
+    /// Waits until the daemon's stderr holds `text` (our copy of it may lag
+    /// a little behind what the API already shows).
+    pub fn wait_stderr(&self, text: &str) {
+        self.wait_for(&format!("{text:?} on stderr"), |d| {
+            d.stderr().contains(text).then_some(())
+        });
+    }
+
     /// Waits until the job `name` has status `status`.
     pub fn wait_status(&self, name: &str, status: &str) -> Value {
         self.wait_for(&format!("{name} to be {status}"), |d| {
