@@ -573,14 +573,16 @@ impl Daemon {
         Reply::done()
     }
 
-    /// Puts a valid `entry` in the slot `file_name`, reusing its thread.
+    /// Puts a valid `entry` in the slot `file_name`, reusing its thread
+    /// unless the job's name changed: a new name is a new job, with its own
+    /// state file.
     fn replace(&mut self, file_name: &str, entry: Entry) {
         let job = entry.job.clone().expect("only valid entries replace");
-        for warning in &entry.warnings {
-            warn!("{warning}");
-        }
         match self.slots.get_mut(file_name) {
-            Some(slot) if slot.handle.is_some() => {
+            Some(slot) if slot.handle.is_some() && slot.entry.name == entry.name => {
+                for warning in &entry.warnings {
+                    warn!("{warning}");
+                }
                 let handle = slot.handle.as_ref().expect("checked");
                 // The board shows the new definition as soon as we answer;
                 // the job applies it after a run that may be going on.
@@ -592,7 +594,7 @@ impl Daemon {
                 slot.entry = entry;
             }
             _ => {
-                self.slots.remove(file_name);
+                self.retire(file_name);
                 self.add(entry);
             }
         }
@@ -636,12 +638,6 @@ impl Daemon {
                 }
                 Some(slot) if slot.entry.job == entry.job && slot.handle.is_some() => {
                     unchanged += 1
-                }
-                Some(slot) if slot.entry.name != entry.name => {
-                    // A new name is a new job (with its own state file).
-                    changed += 1;
-                    self.retire(&file_name);
-                    self.add(entry);
                 }
                 Some(_) => {
                     changed += 1;

@@ -429,3 +429,24 @@ fn raw_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -
         .unwrap_or(0);
     (status, response)
 }
+
+#[test]
+fn a_renamed_job_is_a_new_job_whichever_reload_finds_it() {
+    let env = TestEnv::new();
+    env.write_job(
+        "file",
+        &env.fake_job("old-name", &[], json!({"regularTimer": "1h"})),
+    );
+    let daemon = env.start();
+    daemon.wait_outcome("old-name", "success");
+    env.write_job(
+        "file",
+        &env.fake_job("new-name", &[], json!({"regularTimer": "1h"})),
+    );
+    assert_eq!(daemon.get("/reload?name=old-name").0, 200);
+    // A new job: it has no state file of its own, so it runs at once, and
+    // the old name is gone.
+    daemon.wait_outcome("new-name", "success");
+    assert_eq!(daemon.get("/trigger?name=old-name").0, 404);
+    assert!(env.state_file("new-name").exists() && env.state_file("old-name").exists());
+}
