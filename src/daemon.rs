@@ -16,6 +16,7 @@ use signal_hook::iterator::{Handle as SignalHandle, Signals};
 
 use crate::board::{Board, JobStatus, Status};
 use crate::config::{self, Config, KeyringChoice, Source};
+use crate::files;
 use crate::healthcheck::Pinger;
 use crate::http::{Access, Command, Envelope, HttpServer, Reply};
 use crate::job::{Context, Control, JobHandle, Notice};
@@ -150,9 +151,12 @@ pub fn run(args: Args) -> Result<(), Error> {
         return check(&config, &warnings);
     }
     limit_malloc_arenas();
-    if let Some(warning) = logging::init(&config) {
-        warn!("{warning}");
-    }
+    // Everything we write lives in these two; nobody else may plant links
+    // in them (SPEC §9).
+    files::check_private_dir("LogDir", &config.log_dir).map_err(|e| Error::Setup(e.to_string()))?;
+    files::check_private_dir("StateDir", &config.state_dir)
+        .map_err(|e| Error::Setup(e.to_string()))?;
+    logging::init(&config).map_err(|e| Error::Setup(e.to_string()))?;
     match &source {
         Source::File(path) => info!("config from {}", path.display()),
         Source::Defaults(path) => info!("no config file at {}; using defaults", path.display()),
@@ -366,7 +370,8 @@ impl Daemon {
             job_file::load_dir(&daemon.context.job_dir).map_err(|e| Error::Setup(e.to_string()))?;
         info!("{} job file(s) in {directory}", entries.len());
         for entry in entries {
-            daemon.add(entry);
+            // A job without a thread is shown invalid; start-up goes on.
+            let _ = daemon.add(entry);
         }
         let access = Access::new(token);
         daemon.http = server.map(|server| HttpServer::spawn(server, access, board, command_sender));
@@ -412,29 +417,42 @@ impl Daemon {
         Ok(())
     }
 
-    /// Starts a slot for `entry` (a job thread when it is valid).
-    fn add(&mut self, entry: Entry) {
+    /// Starts a slot for `entry` (a job thread when it is valid). `Err` when
+    /// the system refused the job its thread: the job is invalid then, with
+    /// that error, and the daemon and every other job go on.
+    fn add(&mut self, mut entry: Entry) -> Result<(), String> {
         let file_name = entry.file_name();
         for warning in &entry.warnings {
             warn!("{warning}");
         }
+        let mut result = Ok(());
         let handle = match &entry.job {
-            Ok(job) => Some(JobHandle::spawn(
-                job.clone(),
-                file_name.clone(),
-                self.context.clone(),
-            )),
-            Err(problems) => {
-                for problem in problems {
-                    error!("{problem}");
+            Ok(job) => match JobHandle::spawn(job.clone(), file_name.clone(), self.context.clone())
+            {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    let error = format!(
+                        "cannot start a thread for job {}: {e} (a task limit such as systemd's \
+                         TasksMax or ulimit -u?)",
+                        entry.name
+                    );
+                    entry.invalidate(error.clone());
+                    result = Err(error);
+                    None
                 }
-                self.context
-                    .board
-                    .insert(&file_name, JobStatus::invalid(&entry));
-                None
-            }
+            },
+            Err(_) => None,
         };
+        if let Err(problems) = &entry.job {
+            for problem in problems {
+                error!("{problem}");
+            }
+            self.context
+                .board
+                .insert(&file_name, JobStatus::invalid(&entry));
+        }
         self.slots.insert(file_name, Slot { entry, handle });
+        result
     }
 
     /// Removes the slot of `file_name`; its thread stops in the background.
@@ -569,14 +587,16 @@ impl Daemon {
             let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
             return Reply::text(422, text.join("\n"));
         }
-        self.replace(&file_name, entry);
-        Reply::done()
+        match self.replace(&file_name, entry) {
+            Ok(()) => Reply::done(),
+            Err(error) => Reply::text(422, error),
+        }
     }
 
     /// Puts a valid `entry` in the slot `file_name`, reusing its thread
     /// unless the job's name changed: a new name is a new job, with its own
-    /// state file.
-    fn replace(&mut self, file_name: &str, entry: Entry) {
+    /// state file. `Err` as [`Daemon::add`].
+    fn replace(&mut self, file_name: &str, entry: Entry) -> Result<(), String> {
         let job = entry.job.clone().expect("only valid entries replace");
         match self.slots.get_mut(file_name) {
             Some(slot) if slot.handle.is_some() && slot.entry.name == entry.name => {
@@ -592,10 +612,11 @@ impl Daemon {
                 });
                 handle.send(Control::Replace(job));
                 slot.entry = entry;
+                Ok(())
             }
             _ => {
                 self.retire(file_name);
-                self.add(entry);
+                self.add(entry)
             }
         }
     }
@@ -628,29 +649,36 @@ impl Daemon {
             self.retire(&file_name);
         }
         let (mut added, mut changed, mut unchanged) = (0, 0, 0);
+        let mut not_started = Vec::new();
         // A renamed job must not meet its old name still running elsewhere:
         // removals above happen first.
         for (file_name, entry) in std::mem::take(&mut new) {
-            match self.slots.get(&file_name) {
+            let result = match self.slots.get(&file_name) {
                 None => {
                     added += 1;
-                    self.add(entry);
+                    self.add(entry)
                 }
                 Some(slot) if slot.entry.job == entry.job && slot.handle.is_some() => {
-                    unchanged += 1
+                    unchanged += 1;
+                    Ok(())
                 }
                 Some(_) => {
                     changed += 1;
-                    self.replace(&file_name, entry);
+                    self.replace(&file_name, entry)
                 }
-            }
+            };
+            not_started.extend(result.err());
         }
-        Reply::text(
-            200,
-            format!(
-                "reloaded: {added} added, {changed} changed, {removed} removed, {unchanged} unchanged"
-            ),
-        )
+        let summary = format!(
+            "reloaded: {added} added, {changed} changed, {removed} removed, {unchanged} unchanged"
+        );
+        if not_started.is_empty() {
+            Reply::text(200, summary)
+        } else {
+            // Everything else was applied; these jobs stay listed as invalid
+            // until a reload finds room for their threads.
+            Reply::text(422, format!("{summary}\n{}", not_started.join("\n")))
+        }
     }
 
     /// Stops the HTTP server, then every job (in parallel), and waits.

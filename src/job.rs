@@ -19,9 +19,10 @@ use crate::exclusion::{Acquired, Guard, Repositories};
 use crate::healthcheck::{Ping, PingSender};
 use crate::job_file::{Job, JobName};
 use crate::keyring::Keyring;
-use crate::process::{self, ChildEvent, RunningChild, Spec, Stream, describe_status};
+use crate::logging::LineRateLimit;
+use crate::process::{self, Output, RunningChild, Spec, Stream, describe_status};
 use crate::progress::{self, Summary};
-use crate::restic::{self, Repository};
+use crate::restic::{self, Repository, RepositorySource};
 use crate::schedule::{self, Deadlines, Saved};
 use crate::state::{self, State};
 
@@ -86,7 +87,13 @@ pub struct JobHandle {
 
 impl JobHandle {
     /// Publishes `job` on the board under `file_name` and starts its thread.
-    pub fn spawn(job: Arc<Job>, file_name: String, context: Arc<Context>) -> JobHandle {
+    /// `Err` when the system refuses the thread (`TasksMax`, `ulimit -u`);
+    /// the caller then shows the job as invalid with that error.
+    pub fn spawn(
+        job: Arc<Job>,
+        file_name: String,
+        context: Arc<Context>,
+    ) -> std::io::Result<JobHandle> {
         static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
         let owner = NEXT_OWNER.fetch_add(1, Ordering::Relaxed);
         let (control_sender, control) = unbounded();
@@ -105,7 +112,9 @@ impl JobHandle {
             control,
             trigger,
             stopped: false,
+            repository_source: None,
             repository: None,
+            repository_error: None,
             deadlines: Deadlines::default(),
             current_retry: 0,
             consecutive_failures: 0,
@@ -121,14 +130,13 @@ impl JobHandle {
         let thread = thread::Builder::new()
             .name(format!("job {name}"))
             .stack_size(512 * 1024)
-            .spawn(move || actor.run())
-            .expect("the system can start a thread for a job");
-        JobHandle {
+            .spawn(move || actor.run())?;
+        Ok(JobHandle {
             control: control_sender,
             trigger: trigger_sender,
             thread: Some(thread),
             owner,
-        }
+        })
     }
 
     pub fn send(&self, control: Control) {
@@ -180,7 +188,10 @@ struct Actor {
     control: Receiver<Control>,
     trigger: Receiver<()>,
     stopped: bool,
+    repository_source: Option<RepositorySource>,
     repository: Option<Repository>,
+    /// Why the repository file could not be read; fails the run.
+    repository_error: Option<String>,
     deadlines: Deadlines,
     current_retry: u32,
     consecutive_failures: u32,
@@ -195,6 +206,7 @@ struct Actor {
 
 impl Actor {
     fn run(mut self) {
+        self.resolve_repository();
         while let Some(event) = self.next_event() {
             let keep_going = match event {
                 Event::Control(control) => self.handle(control),
@@ -272,17 +284,47 @@ impl Actor {
             .update(&self.file_name, self.owner, change);
     }
 
-    /// Works out (again) which repository the job uses, and shows it.
+    /// Works out (again) where the job's repository is named, and shows it
+    /// unless it is in a file: this may run on the supervisor, which must
+    /// never wait for a file (see [`Actor::resolve_repository`]).
     fn refresh_repository(&mut self) {
         let daemon_env = |key: &str| std::env::var(key).ok();
-        self.repository = restic::repository_of(
+        self.repository_source = restic::repository_source(
             &self.job.restic_arguments,
             &self.job.env,
             &daemon_env,
             &self.context.job_dir,
         );
-        let repository = self.repository.as_ref().map(|r| r.to_string());
-        self.publish(|s| s.repository = repository);
+        match &self.repository_source {
+            Some(RepositorySource::File(_)) => {}
+            Some(RepositorySource::Named(repository)) => {
+                self.repository = Some(repository.clone());
+                self.repository_error = None;
+                let shown = repository.to_string();
+                self.publish(|s| s.repository = Some(shown));
+            }
+            None => {
+                self.repository = None;
+                self.repository_error = None;
+                self.publish(|s| s.repository = None);
+            }
+        }
+    }
+
+    /// Reads a repository file, on the job's own thread: when the thread
+    /// starts, and before each run, which fails when the file is unusable.
+    fn resolve_repository(&mut self) {
+        let Some(source @ RepositorySource::File(_)) = &self.repository_source else {
+            return;
+        };
+        let (repository, error) = match source.resolve(&self.context.job_dir) {
+            Ok(repository) => (Some(repository), None),
+            Err(error) => (None, Some(error)),
+        };
+        let shown = repository.as_ref().map(|r| r.to_string());
+        self.publish(|s| s.repository = shown);
+        self.repository = repository;
+        self.repository_error = error;
     }
 
     /// The start rules of SPEC §3, from the state file. `restart`: asked
@@ -387,6 +429,7 @@ impl Actor {
             // The 60-second re-check of the wall clock: nothing is due yet.
             return true;
         }
+        self.resolve_repository();
         let Ok(turn) = self.take_turn() else {
             // A stop (or restart, or exit) came while we waited.
             let pending = std::mem::take(&mut self.after_run);
@@ -607,6 +650,10 @@ impl Actor {
             output_tail: String::new(),
             summary: None,
         };
+        if let Some(error) = self.repository_error.clone() {
+            warn!("[{name}] {error}; restic was not started");
+            return failed(error);
+        }
         let mut spec = self.spec();
         if let Some(entry) = &self.job.keyring {
             // Read at every run, so a keyring unlocked or filled after the
@@ -646,7 +693,15 @@ impl Actor {
         let mut exited_at: Option<Instant> = None;
         let mut leftovers_killed = false;
         let mut inbox_open = true;
+        // Output and exit come on separate channels, and `select!` picks
+        // fairly among ready ones: a flood of output never hides the exit,
+        // a stop or a timeout.
         loop {
+            let exited = if exited_at.is_none() {
+                child.exited.clone()
+            } else {
+                never()
+            };
             let timeout_timer = match timeout {
                 Some(at) if interrupt.is_none() => crossbeam_channel::at(at),
                 _ => never(),
@@ -660,12 +715,12 @@ impl Actor {
                 never()
             };
             select! {
-                recv(child.events) -> event => match event {
-                    Ok(ChildEvent::Line(stream, line)) => self.output_line(&mut output, stream, &line),
-                    Ok(ChildEvent::Closed(_)) => open_pipes -= 1,
-                    Ok(ChildEvent::Exited) => exited_at = Some(Instant::now()),
+                recv(child.output) -> event => match event {
+                    Ok(Output::Line(stream, line)) => self.output_line(&mut output, stream, &line),
+                    Ok(Output::Closed(_)) => open_pipes -= 1,
                     Err(_) => break,
                 },
+                recv(exited) -> _ => exited_at = Some(Instant::now()),
                 recv(control) -> msg => {
                     inbox_open = msg.is_ok();
                     if self.defer(msg.ok()) && interrupt.is_none() {
@@ -698,6 +753,9 @@ impl Actor {
             if exited_at.is_some() && open_pipes == 0 {
                 break;
             }
+        }
+        if let Some(dropped) = output.log_limit.take() {
+            info!("[{name}] {dropped}");
         }
         // Anything restic left in its group must not outlive the run.
         child.signal_group(libc::SIGKILL);
@@ -755,8 +813,16 @@ impl Actor {
     /// kept for the run's record, and the rest is logged and kept.
     fn output_line(&self, output: &mut RunOutput, stream: Stream, line: &str) {
         let name = &self.job.name;
+        if line.is_empty() {
+            return;
+        }
+        if let Some(dropped) = output.log_limit.report_due() {
+            info!("[{name}] {dropped}");
+        }
         if stream == Stream::Stderr {
-            info!("[{name}] stderr: {line}");
+            if output.log_limit.admit(line.len()) {
+                info!("[{name}] stderr: {line}");
+            }
             output.tail.push(line);
             return;
         }
@@ -778,7 +844,9 @@ impl Actor {
                 output.summary = Some(summary);
             }
             progress::Line::Other => {
-                info!("[{name}] {line}");
+                if output.log_limit.admit(line.len()) {
+                    info!("[{name}] {line}");
+                }
                 output.tail.push(line);
             }
         }
@@ -795,9 +863,15 @@ impl Actor {
             ..run.clone()
         };
         info!("[{name}] removing the stale lock the interrupted restic may have left");
+        let mut log_limit = LineRateLimit::default();
         let result = process::run_bounded(&spec, UNLOCK_LIMIT, |_, line| {
-            info!("[{name}] unlock: {line}");
+            if !line.is_empty() && log_limit.admit(line.len()) {
+                info!("[{name}] unlock: {line}");
+            }
         });
+        if let Some(dropped) = log_limit.take() {
+            info!("[{name}] unlock: {dropped}");
+        }
         match result {
             Ok(status) if status.success() => {}
             Ok(status) => warn!(
@@ -836,6 +910,7 @@ struct RunOutput {
     summary: Option<Summary>,
     /// When progress was last published.
     published: Option<Instant>,
+    log_limit: LineRateLimit,
 }
 
 /// The last [`TAIL_BYTES`] of a run's output.

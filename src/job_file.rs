@@ -142,7 +142,7 @@ impl Entry {
             .unwrap_or_default()
     }
 
-    fn invalidate(&mut self, message: String) {
+    pub fn invalidate(&mut self, message: String) {
         let problem = Problem {
             file: self.path.clone(),
             position: None,

@@ -7,6 +7,7 @@ pub mod config;
 pub mod cron;
 pub mod daemon;
 pub mod exclusion;
+pub mod files;
 pub mod healthcheck;
 pub mod http;
 pub mod job;

@@ -1,23 +1,55 @@
 //! Logging: simplelog to stderr and to `LogDir/restic-cronned.log`, which
-//! file-rotate rotates at `MaxSize` MB and prunes after `MaxAge` days.
+//! file-rotate rotates at `MaxSize` MB and prunes after `MaxAge` days or
+//! when the rotated files pass ten times `MaxSize`; and a rate limit for the
+//! output lines of runs, so that a child that floods output cannot flood
+//! the log.
 
-use std::fs::DirBuilder;
-use std::os::unix::fs::DirBuilderExt;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use file_rotate::compression::Compression;
-use file_rotate::suffix::{AppendTimestamp, FileLimit};
-use file_rotate::{ContentLimit, FileRotate};
+use file_rotate::suffix::{AppendTimestamp, FileLimit, SuffixScheme, TimestampSuffix};
+use file_rotate::{ContentLimit, FileRotate, SuffixInfo};
 use simplelog::{CombinedLogger, ConfigBuilder, LevelFilter, SharedLogger, WriteLogger};
 
 use crate::config::Config;
+use crate::files;
 
 /// The log file's name inside `LogDir`.
 pub const LOG_FILE: &str = "restic-cronned.log";
 
-/// Starts logging to stderr and, when its directory can be made, to the log
-/// file. Returns a warning to log when the file cannot be used. Call it
-/// before any thread starts (the local UTC offset is read here).
-pub fn init(config: &Config) -> Option<String> {
+/// Rotated files kept at most: with each about `MaxSize`, their total stays
+/// within ten times `MaxSize`, however fast the log grows.
+const MAX_ROTATED_FILES: usize = 9;
+
+/// The log file cannot be opened safely.
+#[derive(Debug)]
+pub struct LogFileError {
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+impl fmt::Display for LogFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let link = self.source.raw_os_error() == Some(libc::ELOOP);
+        let why = if link {
+            "it is a symbolic link, which the daemon does not write through".to_string()
+        } else {
+            self.source.to_string()
+        };
+        write!(f, "cannot open log file {}: {why}", self.path.display())
+    }
+}
+
+impl std::error::Error for LogFileError {}
+
+/// Starts logging to stderr and to the log file in `LogDir`, which the
+/// caller has checked ([`files::check_private_dir`]). Call it before any
+/// thread starts (the local UTC offset is read here).
+pub fn init(config: &Config) -> Result<(), LogFileError> {
     let mut builder = ConfigBuilder::new();
     builder
         .set_time_format_rfc3339()
@@ -27,40 +59,190 @@ pub fn init(config: &Config) -> Option<String> {
     let _ = builder.set_time_offset_to_local();
     let format = builder.build();
     let level = config.log_level;
-    let mut loggers: Vec<Box<dyn SharedLogger>> =
-        vec![WriteLogger::new(level, format.clone(), std::io::stderr())];
-    let mut warning = None;
-    // file-rotate panics when it cannot create the directory, so we make it
-    // ourselves first and log to stderr only when that fails.
-    match DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&config.log_dir)
-    {
-        Ok(()) => {
-            let file = FileRotate::new(
-                config.log_dir.join(LOG_FILE),
-                AppendTimestamp::default(FileLimit::Age(chrono::Duration::days(i64::from(
-                    config.log_max_age_days,
-                )))),
-                // Saturating: a large MaxSize must not wrap on 32-bit ARM.
-                ContentLimit::BytesSurpassed(
-                    usize::try_from(config.log_max_size_mb.saturating_mul(1 << 20))
-                        .unwrap_or(usize::MAX),
-                ),
-                Compression::None,
-                None,
-            );
-            loggers.push(WriteLogger::new(level, format, file));
-        }
-        Err(e) => {
-            warning = Some(format!(
-                "cannot create log directory {}: {e}; logging to stderr only",
-                config.log_dir.display()
-            ));
-        }
-    }
+    let path = config.log_dir.join(LOG_FILE);
+    // file-rotate opens the file itself (and again after each rotation)
+    // with the options below; opening it once here first turns a link
+    // planted at its name into a start-up error instead of a log that
+    // silently goes nowhere.
+    files::open_private_append(&path).map_err(|source| LogFileError {
+        path: path.clone(),
+        source,
+    })?;
+    let mut options = files::private_open_options();
+    options.read(true).create(true).append(true);
+    let file = FileRotate::new(
+        path,
+        Pruned(AppendTimestamp::default(FileLimit::Age(
+            chrono::Duration::days(i64::from(config.log_max_age_days)),
+        ))),
+        // Saturating: a large MaxSize must not wrap on 32-bit ARM.
+        ContentLimit::BytesSurpassed(
+            usize::try_from(config.log_max_size_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+        ),
+        Compression::None,
+        Some(options),
+    );
+    let loggers: Vec<Box<dyn SharedLogger>> = vec![
+        WriteLogger::new(level, format.clone(), io::stderr()),
+        WriteLogger::new(level, format, file),
+    ];
     // A second init (tests calling `run` twice) keeps the first logger.
     let _ = CombinedLogger::init(loggers);
-    warning
+    Ok(())
+}
+
+/// file-rotate's timestamp suffixes, pruned by age (`MaxAge`) as file-rotate
+/// does, and also by number, which file-rotate cannot do at the same time.
+struct Pruned(AppendTimestamp);
+
+impl SuffixScheme for Pruned {
+    type Repr = TimestampSuffix;
+
+    fn rotate_file(
+        &mut self,
+        basepath: &Path,
+        newest_suffix: Option<&TimestampSuffix>,
+        suffix: &Option<TimestampSuffix>,
+    ) -> io::Result<TimestampSuffix> {
+        self.0.rotate_file(basepath, newest_suffix, suffix)
+    }
+
+    fn parse(&self, suffix: &str) -> Option<TimestampSuffix> {
+        self.0.parse(suffix)
+    }
+
+    fn too_old(&self, suffix: &TimestampSuffix, file_number: usize) -> bool {
+        file_number >= MAX_ROTATED_FILES || self.0.too_old(suffix, file_number)
+    }
+
+    fn scan_suffixes(&self, basepath: &Path) -> BTreeSet<SuffixInfo<TimestampSuffix>> {
+        self.0.scan_suffixes(basepath)
+    }
+}
+
+/// Output bytes a run may log in a burst, and per second after it.
+const LOG_BURST: f64 = 256.0 * 1024.0;
+const LOG_RATE: f64 = 64.0 * 1024.0;
+/// How often the lines left out are summed up in the log.
+const DROPPED_REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// A token bucket for one run's output lines in the log: a normal run logs
+/// every line; a flood logs its first lines and then a steady trickle, and
+/// the lines left out are counted and summed up about once a second.
+pub struct LineRateLimit {
+    allowance: f64,
+    refilled: Instant,
+    dropped_lines: u64,
+    dropped_bytes: u64,
+    dropped_since: Option<Instant>,
+}
+
+/// Lines a [`LineRateLimit`] kept out of the log.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Dropped {
+    pub lines: u64,
+    pub bytes: u64,
+}
+
+impl fmt::Display for Dropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} output line(s) ({} bytes) not logged: more than {} KiB per second",
+            self.lines,
+            self.bytes,
+            LOG_RATE as u64 / 1024
+        )
+    }
+}
+
+impl Default for LineRateLimit {
+    fn default() -> LineRateLimit {
+        LineRateLimit::new(Instant::now())
+    }
+}
+
+impl LineRateLimit {
+    fn new(now: Instant) -> LineRateLimit {
+        LineRateLimit {
+            allowance: LOG_BURST,
+            refilled: now,
+            dropped_lines: 0,
+            dropped_bytes: 0,
+            dropped_since: None,
+        }
+    }
+
+    /// Whether a line of `len` bytes may be logged now; counts it if not.
+    pub fn admit(&mut self, len: usize) -> bool {
+        self.admit_at(len, Instant::now())
+    }
+
+    fn admit_at(&mut self, len: usize, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.allowance = (self.allowance + elapsed * LOG_RATE).min(LOG_BURST);
+        self.refilled = now;
+        // The log line's own prefix costs too, so empty lines are not free.
+        let cost = len as f64 + 64.0;
+        if self.allowance >= cost {
+            self.allowance -= cost;
+            return true;
+        }
+        self.dropped_lines += 1;
+        self.dropped_bytes += len as u64;
+        self.dropped_since.get_or_insert(now);
+        false
+    }
+
+    /// The lines left out, once a second while they keep coming.
+    pub fn report_due(&mut self) -> Option<Dropped> {
+        let since = self.dropped_since?;
+        (since.elapsed() >= DROPPED_REPORT_EVERY).then(|| self.take())?
+    }
+
+    /// The lines left out since the last report, if any (at a run's end).
+    pub fn take(&mut self) -> Option<Dropped> {
+        self.dropped_since = None;
+        let dropped = Dropped {
+            lines: std::mem::take(&mut self.dropped_lines),
+            bytes: std::mem::take(&mut self.dropped_bytes),
+        };
+        (dropped.lines > 0).then_some(dropped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_logs_a_burst_then_a_trickle_and_counts_the_rest() {
+        let start = Instant::now();
+        let mut limit = LineRateLimit::new(start);
+        let line = 1000;
+        let mut logged = 0u32;
+        // Ten seconds of a 100 MB/s flood, one line every 10 µs.
+        for i in 0..1_000_000u64 {
+            if limit.admit_at(line, start + Duration::from_micros(10 * i)) {
+                logged += 1;
+            }
+        }
+        let most = (LOG_BURST + 10.0 * LOG_RATE) / (line as f64 + 64.0);
+        assert!(f64::from(logged) <= most + 1.0, "{logged} > {most}");
+        assert!(f64::from(logged) >= most - 2.0, "{logged} < {most}");
+        let dropped = limit.take().unwrap();
+        assert_eq!(dropped.lines, 1_000_000 - u64::from(logged));
+        assert_eq!(limit.take(), None);
+    }
+
+    #[test]
+    fn a_normal_run_logs_every_line() {
+        let start = Instant::now();
+        let mut limit = LineRateLimit::new(start);
+        // A chatty backup: 200 lines of 100 bytes a second for a minute.
+        for i in 0..12_000u64 {
+            assert!(limit.admit_at(100, start + Duration::from_millis(5 * i)));
+        }
+        assert_eq!(limit.take(), None);
+    }
 }

@@ -1,6 +1,7 @@
 //! A running restic child as a value: started in its own process group,
-//! stdout and stderr read on their own threads into a channel, its exit
-//! reported on the same channel, signalled as a group, and always reaped.
+//! stdout and stderr read on their own threads into a bounded channel, its
+//! exit reported on a channel of its own, signalled as a group, and always
+//! reaped.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -10,11 +11,16 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::{self, JoinHandle};
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
+use crossbeam_channel::{Receiver, Sender, bounded};
 
 /// Longest line we keep in one piece; longer ones are split. A child that
 /// floods output without newlines must not grow our memory.
-const MAX_LINE: usize = 8 * 1024;
+const MAX_LINE: usize = 4 * 1024;
+/// Lines read but not yet handled by the job. When the job falls behind, the
+/// readers wait, the pipe fills and the child blocks on its next write: a
+/// flood of output costs at most this many lines of memory, whatever its
+/// rate (an unbounded queue grew the daemon by 365 MB in one second of `yes`).
+const OUTPUT_QUEUE: usize = 256;
 
 /// Which pipe a line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,15 +29,14 @@ pub enum Stream {
     Stderr,
 }
 
-/// What a running child reports.
+/// What a running child's pipes report.
 #[derive(Debug)]
-pub enum ChildEvent {
+pub enum Output {
+    /// One line, cut at [`MAX_LINE`] bytes, with ANSI escapes and control
+    /// characters removed (see [`clean_line`]).
     Line(Stream, String),
     /// One pipe reached end of file.
     Closed(Stream),
-    /// The child exited; it is not reaped yet, so its pid (and process
-    /// group) cannot be reused until [`RunningChild::reap`].
-    Exited,
 }
 
 /// What to run.
@@ -66,7 +71,12 @@ impl fmt::Debug for Spec {
 pub struct RunningChild {
     child: Child,
     reaped: Option<ExitStatus>,
-    pub events: Receiver<ChildEvent>,
+    /// Its output, line by line.
+    pub output: Receiver<Output>,
+    /// Ready once the child has exited. It is not reaped yet, so its pid
+    /// (and process group) cannot be reused until [`RunningChild::reap`].
+    /// A channel of its own: the exit must not wait behind queued output.
+    pub exited: Receiver<()>,
     watcher: Option<JoinHandle<()>>,
 }
 
@@ -105,14 +115,15 @@ impl RunningChild {
         }
         command.envs(spec.env.iter().map(|(k, v)| (k, v)));
         let mut child = command.spawn()?;
-        let (sender, events) = unbounded();
+        let (sender, output) = bounded(OUTPUT_QUEUE);
+        let (exit_sender, exited) = bounded(1);
         let stdout = child.stdout.take().expect("stdout was piped");
         let stderr = child.stderr.take().expect("stderr was piped");
         // One thread per pipe: reading one to its end before the other
         // deadlocks once restic fills the pipe we are not reading.
         let threads = spawn_reader(stdout, Stream::Stdout, sender.clone())
-            .and_then(|_| spawn_reader(stderr, Stream::Stderr, sender.clone()))
-            .and_then(|_| spawn_exit_watcher(child.id(), sender));
+            .and_then(|_| spawn_reader(stderr, Stream::Stderr, sender))
+            .and_then(|_| spawn_exit_watcher(child.id(), exit_sender));
         let watcher = match threads {
             Ok(watcher) => Some(watcher),
             Err(e) => {
@@ -128,7 +139,8 @@ impl RunningChild {
         Ok(RunningChild {
             child,
             reaped: None,
-            events,
+            output,
+            exited,
             watcher,
         })
     }
@@ -146,7 +158,7 @@ impl RunningChild {
         }
     }
 
-    /// Reaps the child after [`ChildEvent::Exited`] (returns at once then).
+    /// Reaps the child after [`exited`](Self::exited) (returns at once then).
     /// Before this, the group id cannot be reused, so call
     /// [`signal_group`](Self::signal_group) first for anything that must
     /// reach the rest of the group.
@@ -177,7 +189,7 @@ impl Drop for RunningChild {
 fn spawn_reader(
     pipe: impl Read + Send + 'static,
     stream: Stream,
-    sender: Sender<ChildEvent>,
+    sender: Sender<Output>,
 ) -> io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name(format!("{stream:?}").to_lowercase())
@@ -186,14 +198,55 @@ fn spawn_reader(
             let mut reader = BufReader::with_capacity(MAX_LINE, pipe);
             let mut line = Vec::new();
             while read_line(&mut reader, &mut line).unwrap_or(0) > 0 {
-                let text = String::from_utf8_lossy(&line);
-                let text = text.trim_end_matches(['\n', '\r']).to_string();
-                if sender.send(ChildEvent::Line(stream, text)).is_err() {
+                // Blocks while the queue is full; fails once the job has
+                // stopped listening.
+                if sender
+                    .send(Output::Line(stream, clean_line(&line)))
+                    .is_err()
+                {
                     return;
                 }
             }
-            let _ = sender.send(ChildEvent::Closed(stream));
+            let _ = sender.send(Output::Closed(stream));
         })
+}
+
+/// A line as it may be logged and shown: valid UTF-8, without its line end,
+/// without ANSI escape sequences (`ESC[2K` and colours, which restic writes
+/// around its progress) and without other control characters, which could
+/// forge log lines or drive a terminal that shows the log. A carriage
+/// return keeps what a terminal would show: the text after it. Tabs become
+/// spaces.
+pub fn clean_line(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim_end_matches(['\n', '\r']);
+    let text = text.rsplit('\r').next().unwrap_or_default();
+    let mut clean = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => match chars.next() {
+                // CSI: parameters and intermediates, then one final byte.
+                Some('[') => {
+                    let _ = chars.by_ref().find(|c| ('\u{40}'..='\u{7e}').contains(c));
+                }
+                // OSC (a window title, a link): up to BEL or ESC \.
+                Some(']') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\u{7}' || (c == '\u{1b}' && chars.next_if_eq(&'\\').is_some()) {
+                            break;
+                        }
+                    }
+                }
+                // Any other escape is two characters long.
+                _ => {}
+            },
+            '\t' => clean.push(' '),
+            c if c.is_control() => {}
+            c => clean.push(c),
+        }
+    }
+    clean
 }
 
 /// Reads up to a newline or [`MAX_LINE`] bytes into `line`.
@@ -221,7 +274,7 @@ fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<usize>
 /// Waits for the child to exit without reaping it (`WNOWAIT`), so the job
 /// thread can keep selecting on its inbox while restic runs, and signals
 /// never reach a recycled pid.
-fn spawn_exit_watcher(pid: u32, sender: Sender<ChildEvent>) -> io::Result<JoinHandle<()>> {
+fn spawn_exit_watcher(pid: u32, sender: Sender<()>) -> io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("exit-watcher".into())
         .stack_size(64 * 1024)
@@ -242,7 +295,7 @@ fn spawn_exit_watcher(pid: u32, sender: Sender<ChildEvent>) -> io::Result<JoinHa
                     break;
                 }
             }
-            let _ = sender.send(ChildEvent::Exited);
+            let _ = sender.send(());
         })
 }
 
@@ -257,14 +310,18 @@ pub fn run_bounded(
     let mut child = RunningChild::start(spec)?;
     let deadline = crossbeam_channel::after(limit);
     let mut open_pipes = 2;
-    let mut exited = false;
-    while !(exited && open_pipes == 0) {
+    let mut exited = child.exited.clone();
+    let mut has_exited = false;
+    while !(has_exited && open_pipes == 0) {
         crossbeam_channel::select! {
-            recv(child.events) -> event => match event {
-                Ok(ChildEvent::Line(stream, line)) => on_line(stream, &line),
-                Ok(ChildEvent::Closed(_)) => open_pipes -= 1,
-                Ok(ChildEvent::Exited) => exited = true,
+            recv(child.output) -> output => match output {
+                Ok(Output::Line(stream, line)) => on_line(stream, &line),
+                Ok(Output::Closed(_)) => open_pipes -= 1,
                 Err(_) => break,
+            },
+            recv(exited) -> _ => {
+                has_exited = true;
+                exited = crossbeam_channel::never();
             },
             recv(deadline) -> _ => {
                 child.signal_group(libc::SIGKILL);
@@ -299,6 +356,23 @@ mod tests {
     }
 
     #[test]
+    fn clean_lines_carry_no_escapes_or_control_characters() {
+        let clean = |bytes: &[u8]| clean_line(bytes);
+        assert_eq!(
+            clean(b"\x1b[2Ksignal interrupt received\n"),
+            "signal interrupt received"
+        );
+        assert_eq!(clean(b"\x1b[1;31mFatal:\x1b[0m wrong\r\n"), "Fatal: wrong");
+        assert_eq!(clean(b"\x1b]0;title\x07text"), "text");
+        assert_eq!(clean(b"\x1b]8;;http://x\x1b\\link"), "link");
+        assert_eq!(clean(b"10%\r50%\r100% done"), "100% done");
+        assert_eq!(clean(b"a\tb\x00c\x08d\x7f"), "a bcd");
+        assert_eq!(clean(b"fake\x1bMline"), "fakeline");
+        assert_eq!(clean(&[0; 100]), "");
+        assert_eq!(clean(b"caf\xc3\xa9 \xff"), "caf\u{e9} \u{fffd}");
+    }
+
+    #[test]
     fn reports_lines_from_both_pipes_then_exit() {
         let spec = Spec {
             program: "sh".into(),
@@ -309,15 +383,14 @@ mod tests {
         };
         let mut child = RunningChild::start(&spec).unwrap();
         let mut lines = Vec::new();
-        let mut exited = false;
         let mut closed = 0;
-        while !(exited && closed == 2) {
-            match child.events.recv().unwrap() {
-                ChildEvent::Line(s, l) => lines.push((s, l)),
-                ChildEvent::Closed(_) => closed += 1,
-                ChildEvent::Exited => exited = true,
+        while closed < 2 {
+            match child.output.recv().unwrap() {
+                Output::Line(s, l) => lines.push((s, l)),
+                Output::Closed(_) => closed += 1,
             }
         }
+        child.exited.recv().unwrap();
         assert_eq!(child.reap().unwrap().code(), Some(3));
         lines.sort_by_key(|(s, _)| *s == Stream::Stderr);
         assert_eq!(

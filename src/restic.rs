@@ -6,14 +6,22 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use crate::board::Outcome;
+use crate::files;
 use crate::keyring::Password;
 use crate::process::Spec;
 
 /// Where else restic could take its password from; restic prefers these to
 /// `RESTIC_PASSWORD`, so they must not reach a run that has a keyring entry.
 const OTHER_PASSWORD_SOURCES: &[&str] = &["RESTIC_PASSWORD_FILE", "RESTIC_PASSWORD_COMMAND"];
+
+/// A repository file holds one location; more than this is not one.
+const MAX_REPOSITORY_FILE: usize = 4 * 1024;
+/// How long reading a repository file may take (it may sit on a network
+/// mount that is down).
+const REPOSITORY_FILE_TIME: Duration = Duration::from_secs(5);
 
 /// Backends that are not a local path (`local:` is one).
 const REMOTE_PREFIXES: &[&str] = &[
@@ -117,37 +125,60 @@ fn option_value<'a>(args: &'a [String], short: Option<&str>, long: &str) -> Opti
     found
 }
 
-/// The repository a job uses: `-r`/`--repo`, else `--repository-file`, else
-/// `RESTIC_REPOSITORY`/`RESTIC_REPOSITORY_FILE` from the job's `Env`, else
-/// from the daemon's environment. Relative paths are taken against `cwd`
-/// (restic's working directory); a repository file counts by its content.
-pub fn repository_of(
+/// Where a job names its repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RepositorySource {
+    Named(Repository),
+    /// A repository file (absolute), which counts by its content. Reading
+    /// it may block (a FIFO, a dead network mount), so it is read on the
+    /// job's own thread, with [`RepositorySource::resolve`].
+    File(PathBuf),
+}
+
+impl RepositorySource {
+    /// The repository; for a file, its trimmed content, read with a size
+    /// cap and a time bound. `Err` says why the file cannot be used.
+    pub fn resolve(&self, cwd: &Path) -> Result<Repository, String> {
+        match self {
+            RepositorySource::Named(repository) => Ok(repository.clone()),
+            RepositorySource::File(path) => {
+                let bytes =
+                    files::read_capped_within(path, MAX_REPOSITORY_FILE, REPOSITORY_FILE_TIME)
+                        .map_err(|e| format!("repository file {}: {e}", path.display()))?;
+                let content = String::from_utf8_lossy(&bytes);
+                if content.trim().is_empty() {
+                    return Err(format!("repository file {} is empty", path.display()));
+                }
+                Ok(Repository::new(&content, cwd))
+            }
+        }
+    }
+}
+
+/// Where the repository a job uses is named: `-r`/`--repo`, else
+/// `--repository-file`, else `RESTIC_REPOSITORY`/`RESTIC_REPOSITORY_FILE`
+/// from the job's `Env`, else from the daemon's environment. Relative paths
+/// are taken against `cwd` (restic's working directory). Reads no file.
+pub fn repository_source(
     args: &[String],
     job_env: &BTreeMap<String, String>,
     daemon_env: &dyn Fn(&str) -> Option<String>,
     cwd: &Path,
-) -> Option<Repository> {
-    let from_file = |file: &str| {
-        let path = cwd.join(file);
-        match std::fs::read_to_string(&path) {
-            Ok(content) => Repository::new(&content, cwd),
-            // Unreadable now (restic will say why): the file names it.
-            Err(_) => Repository(format!("repository-file:{}", normalize(&path).display())),
-        }
-    };
+) -> Option<RepositorySource> {
+    let file = |file: &str| RepositorySource::File(normalize(&cwd.join(file)));
     if let Some(location) = option_value(args, Some("-r"), "--repo") {
-        return Some(Repository::new(location, cwd));
+        return Some(RepositorySource::Named(Repository::new(location, cwd)));
     }
-    if let Some(file) = option_value(args, None, "--repository-file") {
-        return Some(from_file(file));
+    if let Some(path) = option_value(args, None, "--repository-file") {
+        return Some(file(path));
     }
     let env = |key: &str| job_env.get(key).cloned().or_else(|| daemon_env(key));
     if let Some(location) = env("RESTIC_REPOSITORY").filter(|s| !s.is_empty()) {
-        return Some(Repository::new(&location, cwd));
+        return Some(RepositorySource::Named(Repository::new(&location, cwd)));
     }
     env("RESTIC_REPOSITORY_FILE")
         .filter(|s| !s.is_empty())
-        .map(|file| from_file(&file))
+        .map(|path| file(&path))
 }
 
 /// Global options that take a value (`--opt value`, `--opt=value`, and for
@@ -259,13 +290,9 @@ mod tests {
                 .find(|(k, _)| k == key)
                 .map(|(_, v)| v.clone())
         };
-        repository_of(
-            &strings(args),
-            &job_env,
-            &daemon_env,
-            Path::new("/nonexistent/jobs"),
-        )
-        .map(|r| r.to_string())
+        let cwd = Path::new("/nonexistent/jobs");
+        repository_source(&strings(args), &job_env, &daemon_env, cwd)
+            .map(|source| source.resolve(cwd).unwrap().to_string())
     }
 
     #[test]
@@ -314,17 +341,28 @@ mod tests {
         let file = dir.path().join("where").display().to_string();
         let cwd = Path::new("/");
         let none = |_: &str| None;
-        let via_option = repository_of(
-            &strings(&["--repository-file", &file]),
-            &BTreeMap::new(),
-            &none,
-            cwd,
-        );
+        let resolve = |args: &[&str], env: &BTreeMap<String, String>| {
+            repository_source(&strings(args), env, &none, cwd)
+                .unwrap()
+                .resolve(cwd)
+        };
+        let via_option = resolve(&["--repository-file", &file], &BTreeMap::new());
         let env = BTreeMap::from([("RESTIC_REPOSITORY_FILE".to_string(), file.clone())]);
-        let via_env = repository_of(&strings(&["backup"]), &env, &none, cwd);
+        let via_env = resolve(&["backup"], &env);
         let direct = Repository::new("rest:http://u:pw@nas:8000/r", cwd);
-        assert_eq!(via_option.as_ref(), Some(&direct));
-        assert_eq!(via_env.as_ref(), Some(&direct));
+        assert_eq!(via_option.as_ref(), Ok(&direct));
+        assert_eq!(via_env.as_ref(), Ok(&direct));
+        // Too large, a FIFO, missing or empty: the run that reads it fails.
+        std::fs::write(dir.path().join("big"), "x".repeat(5000)).unwrap();
+        let big = dir.path().join("big").display().to_string();
+        let error = resolve(&["--repository-file", &big], &BTreeMap::new()).unwrap_err();
+        assert!(error.contains("larger than 4 KiB"), "{error}");
+        let error = resolve(&["--repository-file", "/nonexistent"], &BTreeMap::new()).unwrap_err();
+        assert!(error.contains("/nonexistent"), "{error}");
+        std::fs::write(dir.path().join("empty"), "\n").unwrap();
+        let empty = dir.path().join("empty").display().to_string();
+        let error = resolve(&["--repository-file", &empty], &BTreeMap::new()).unwrap_err();
+        assert!(error.contains("is empty"), "{error}");
         assert_eq!(direct.to_string(), "rest:http://u:***@nas:8000/r");
         assert!(!format!("{direct:?}").contains("pw"));
     }

@@ -1,20 +1,24 @@
 //! Per-job state files (`StateDir/<JobName>`): the next trigger survives a
-//! restart. Written atomically (temp file, fsync, rename); files written by
-//! the Go original (`{"NextTrigger": "…"}`, perhaps with stale bytes after
-//! it) are read correctly.
+//! restart. Written atomically (temp file, fsync, rename) and never through
+//! a link; files written by the Go original (`{"NextTrigger": "…"}`, perhaps
+//! with stale bytes after it) are read correctly.
 
 use std::fmt;
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, DirBuilder, File};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::files;
 use crate::json::Object;
 use crate::schedule::Saved;
+
+/// A state file is a few hundred bytes; anything much larger is not ours.
+const MAX_STATE_FILE: usize = 64 * 1024;
 
 /// What a job persists.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -80,8 +84,10 @@ pub fn path(dir: &Path, job: &str) -> PathBuf {
 }
 
 /// Reads a state file. `Err` carries why an existing file was not usable.
+/// The supervisor reads these, so the read cannot block (a FIFO planted
+/// there) or grow without bound, and a link is not followed.
 pub fn read(path: &Path) -> Result<Option<State>, String> {
-    let bytes = match fs::read(path) {
+    let bytes = match files::read_capped(path, MAX_STATE_FILE, false) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
@@ -185,12 +191,21 @@ pub fn write(path: &Path, state: &State) -> Result<(), WriteError> {
         .unwrap_or_default();
     let temp = dir.join(format!(".{name}.tmp"));
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)?;
+        // A new file, never an existing one or a link's target: a temp file
+        // left by a crash (or planted) is removed, not written through.
+        let create = || {
+            files::private_open_options()
+                .write(true)
+                .create_new(true)
+                .open(&temp)
+        };
+        let mut f = match create() {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                fs::remove_file(&temp)?;
+                create()?
+            }
+            other => other?,
+        };
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
         fs::rename(&temp, path)?;
@@ -255,5 +270,25 @@ mod tests {
         assert_eq!(mode(path.parent().unwrap()), 0o700);
         let names: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(names.len(), 1, "the temp file is gone");
+    }
+
+    #[test]
+    fn links_planted_at_the_temp_file_or_the_state_file_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "precious").unwrap();
+        let path = dir.path().join("job");
+        std::os::unix::fs::symlink(&victim, dir.path().join(".job.tmp")).unwrap();
+        write(&path, &State::default()).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(read(&path).unwrap().is_some());
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let error = read(&path).unwrap_err();
+        assert!(error.contains("symbolic link"), "{error}");
+        // Replacing the state file replaces the link, not its target.
+        write(&path, &State::default()).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(!fs::symlink_metadata(&path).unwrap().is_symlink());
     }
 }

@@ -8,6 +8,7 @@ mod chromium; // headless chromium: bounded runs, and a browser driven over a pi
 mod control; // control URLs, reload, SIGTERM and SIGHUP
 mod files; // job files, config file, command line and --check
 mod fuzz; // generated input for the parsers and the router: no panics
+mod hardening; // floods, planted links, task limits, blocking files, log rotation
 mod keyring; // rckeyutil and job passwords: Secret Service, kernel keyring, secrecy
 mod monitoring; // healthcheck pings to a local stand-in for healthchecks.io
 mod packaging; // scripts/install.sh into a temp root: files, modes, units, uninstall

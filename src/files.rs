@@ -1,0 +1,240 @@
+//! Files the daemon touches on behalf of others: its own directories checked
+//! before use, reads that can neither block nor grow without bound, and
+//! writes that never go through a link.
+
+use std::fmt;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A directory of ours (`StateDir`, `LogDir`) that cannot be used safely.
+#[derive(Debug)]
+pub enum DirError {
+    Create {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    NotADirectory {
+        what: &'static str,
+        path: PathBuf,
+    },
+    Owner {
+        what: &'static str,
+        path: PathBuf,
+        uid: u32,
+    },
+    Writable {
+        what: &'static str,
+        path: PathBuf,
+        mode: u32,
+    },
+}
+
+impl fmt::Display for DirError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DirError::Create { what, path, source } => {
+                write!(f, "cannot create {what} {}: {source}", path.display())
+            }
+            DirError::NotADirectory { what, path } => {
+                write!(f, "{what} {} is not a directory", path.display())
+            }
+            DirError::Owner { what, path, uid } => write!(
+                f,
+                "{what} {} belongs to user {uid}, not to the daemon's user or root: its owner \
+                 could plant links there that the daemon would write through; use a directory \
+                 of your own",
+                path.display()
+            ),
+            DirError::Writable { what, path, mode } => write!(
+                f,
+                "{what} {} is writable by other users (mode {mode:04o}): they could plant links \
+                 there that the daemon would write through; chmod go-w {}",
+                path.display(),
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for DirError {}
+
+/// Makes sure `path` is a directory only the daemon's user (or root) can
+/// write to, creating it (mode 0700) when it is missing. `what` names it in
+/// errors (`StateDir`, `LogDir`).
+pub fn check_private_dir(what: &'static str, path: &Path) -> Result<(), DirError> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| DirError::Create {
+            what,
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let metadata = fs::metadata(path).map_err(|source| DirError::Create {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let path = path.to_path_buf();
+    if !metadata.is_dir() {
+        return Err(DirError::NotADirectory { what, path });
+    }
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let euid = unsafe { libc::geteuid() };
+    if metadata.uid() != euid && metadata.uid() != 0 {
+        let uid = metadata.uid();
+        return Err(DirError::Owner { what, path, uid });
+    }
+    let mode = metadata.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(DirError::Writable { what, path, mode });
+    }
+    Ok(())
+}
+
+/// Options for creating or replacing a file of ours: never through a link
+/// (`O_NOFOLLOW`), private (mode 0600), and not inherited by children.
+pub fn private_open_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    options
+}
+
+/// Reads at most `cap` bytes of the regular file at `path`. Never blocks on
+/// a FIFO (opened non-blocking, then refused), never reads a device such as
+/// `/dev/zero`, and refuses a file over `cap` instead of reading it all.
+/// With `follow_links` false, a link at `path` is refused too.
+pub fn read_capped(path: &Path, cap: usize, follow_links: bool) -> io::Result<Vec<u8>> {
+    let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
+    if !follow_links {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) if !follow_links => {
+                io::Error::new(io::ErrorKind::InvalidInput, "is a symbolic link")
+            }
+            _ => e,
+        })?;
+    let file_type = file.metadata()?.file_type();
+    if !file_type.is_file() {
+        let kind = if file_type.is_fifo() {
+            "a FIFO"
+        } else if file_type.is_char_device() || file_type.is_block_device() {
+            "a device"
+        } else if file_type.is_dir() {
+            "a directory"
+        } else {
+            "a socket"
+        };
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("is {kind}, not a regular file"),
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(cap as u64 + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > cap {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("is larger than {} KiB", cap / 1024),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// [`read_capped`] (following links) on a thread of its own, given up after
+/// `limit`: a file on a dead network mount blocks in the kernel, and only
+/// the reading thread, which ends whenever the kernel lets it, may wait for
+/// it.
+pub fn read_capped_within(path: &Path, cap: usize, limit: Duration) -> io::Result<Vec<u8>> {
+    let (sender, answer) = crossbeam_channel::bounded(1);
+    let owned = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("file-read".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let _ = sender.send(read_capped(&owned, cap, true));
+        })?;
+    answer.recv_timeout(limit).unwrap_or_else(|_| {
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "no answer within {} s (a network mount that is down?)",
+                limit.as_secs()
+            ),
+        ))
+    })
+}
+
+/// Opens `path` for appending without following a link, creating it with
+/// mode 0600; for checking a log file before a library opens it.
+pub fn open_private_append(path: &Path) -> io::Result<File> {
+    private_open_options()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn reads_regular_files_up_to_the_cap_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = dir.path().join("small");
+        fs::write(&small, "1234").unwrap();
+        assert_eq!(read_capped(&small, 4, false).unwrap(), b"1234");
+        let error = read_capped(&small, 3, false).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        let fifo = dir.path().join("fifo");
+        let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string; mkfifo touches nothing else.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        // No writer: a blocking open would never return.
+        let error = read_capped(&fifo, 4096, true).unwrap_err();
+        assert!(error.to_string().contains("FIFO"), "{error}");
+        let error = read_capped(Path::new("/dev/zero"), 4096, true).unwrap_err();
+        assert!(error.to_string().contains("device"), "{error}");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&small, &link).unwrap();
+        assert_eq!(read_capped(&link, 4096, true).unwrap(), b"1234");
+        let error = read_capped(&link, 4096, false).unwrap_err();
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+    }
+
+    #[test]
+    fn private_dirs_are_made_private_and_shared_ones_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("a").join("state");
+        check_private_dir("StateDir", &state).unwrap();
+        let mode = fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o777)).unwrap();
+        let error = check_private_dir("StateDir", &state)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("StateDir"), "{error}");
+        assert!(error.contains("chmod go-w"), "{error}");
+        let file = dir.path().join("file");
+        fs::write(&file, "").unwrap();
+        let error = check_private_dir("LogDir", &file).unwrap_err();
+        assert!(matches!(
+            error,
+            DirError::Create { .. } | DirError::NotADirectory { .. }
+        ));
+    }
+}
