@@ -268,14 +268,21 @@ impl Access {
         if route == &Route::Healthz {
             return Ok(());
         }
-        if header("Sec-Fetch-Site").is_some_and(|v| v.eq_ignore_ascii_case("cross-site")) {
-            return Err(Reply::text(403, "cross-site requests are refused"));
+        // A browser says where a request comes from. Only this server's own
+        // pages (`same-origin`) and the user (`none`: the address bar, a
+        // bookmark) may use the API; `same-site` is a page on another port
+        // of this host, which is another server, and a value this code does
+        // not know cannot be trusted either.
+        if let Some(site) = header("Sec-Fetch-Site") {
+            if !site.eq_ignore_ascii_case("same-origin") && !site.eq_ignore_ascii_case("none") {
+                return Err(Reply::text(
+                    403,
+                    format!("requests from another site are refused (Sec-Fetch-Site: {site})"),
+                ));
+            }
         }
         if let Some(origin) = header("Origin") {
-            let origin_host = origin
-                .split_once("://")
-                .map(|(_, host)| host.trim_end_matches('/'));
-            if origin_host.is_none() || origin_host != header("Host") {
+            if !origin_is_host(origin, header("Host")) {
                 return Err(Reply::text(403, "requests from another origin are refused"));
             }
         }
@@ -295,9 +302,7 @@ impl Access {
                 _ => Ok(()),
             };
         };
-        let in_header = header("Authorization")
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+        let in_header = header("Authorization").and_then(bearer_token);
         let in_url = match route {
             Route::Page { token } => token.as_ref().map(|t| t.0.as_str()),
             _ => None,
@@ -319,19 +324,54 @@ impl Access {
     }
 }
 
-/// Whether `host` (a Host header: a name or address and perhaps a port) is
-/// an IP address or `localhost`, which no DNS rebinding can put there.
+/// Whether `origin` (an Origin header) is the server the request was sent
+/// to: the same host and port as `host` (the Host header, which the browser
+/// fills in from the URL it requests). The scheme may be `https` behind a
+/// TLS proxy that passes the Host on. `null`, sent by sandboxed pages and
+/// `file:` URLs, is never this server.
+fn origin_is_host(origin: &str, host: Option<&str>) -> bool {
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    match (authority, host) {
+        (Some(authority), Some(host)) => authority.eq_ignore_ascii_case(host),
+        _ => false,
+    }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header value. The scheme
+/// name is case-insensitive (RFC 7235 §2.1), so `bearer TOKEN` counts too;
+/// the token itself is compared exactly.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("Bearer")
+        .then(|| token.trim_start_matches(' '))
+}
+
+/// Whether `host` (a Host header: an address or a name, perhaps followed by
+/// `:PORT`) is an IP address or `localhost`, which no DNS rebinding can put
+/// there. The parse is strict because anything left over makes it a name: a
+/// resolver looks up `[::1].evil.com` like any other, and its owner decides
+/// what it points at.
 fn host_is_local(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(v6) => {
-            return v6
-                .split(']')
-                .next()
-                .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
+    let (is_local_address, rest) = match host.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((v6, rest)) => (v6.parse::<std::net::Ipv6Addr>().is_ok(), rest),
+            None => return false,
+        },
+        None => {
+            let (name, rest) = host.split_at(host.find(':').unwrap_or(host.len()));
+            let is_local = name.eq_ignore_ascii_case("localhost")
+                || name.parse::<std::net::Ipv4Addr>().is_ok();
+            (is_local, rest)
         }
-        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
     };
-    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
+    let port_is_valid = |port: &str| {
+        // `u16::from_str` alone would take `+80`.
+        !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok()
+    };
+    is_local_address && (rest.is_empty() || rest.strip_prefix(':').is_some_and(port_is_valid))
 }
 
 /// Compares without stopping at the first difference, so the time taken
@@ -710,6 +750,132 @@ mod tests {
             None
         );
         assert_eq!(status(&[]), None);
+    }
+
+    #[test]
+    fn only_same_origin_and_user_requests_pass_the_fetch_metadata_check() {
+        let access = Access::default();
+        let status = |h: &[(&str, &str)]| {
+            access
+                .check(&Route::Command(Command::StopAll), headers(h))
+                .err()
+                .map(|r| r.status)
+        };
+        // An <img> on a page served from another port of this host.
+        assert_eq!(status(&[("Sec-Fetch-Site", "same-site")]), Some(403));
+        assert_eq!(status(&[("Sec-Fetch-Site", "SAME-SITE")]), Some(403));
+        assert_eq!(status(&[("Sec-Fetch-Site", "something-new")]), Some(403));
+        assert_eq!(status(&[("Sec-Fetch-Site", "")]), Some(403));
+        // The address bar or a bookmark, and the status page's own requests.
+        assert_eq!(status(&[("Sec-Fetch-Site", "none")]), None);
+        assert_eq!(status(&[("Sec-Fetch-Site", "same-origin")]), None);
+        assert_eq!(status(&[("Sec-Fetch-Site", "Same-Origin")]), None);
+        // /healthz tells nothing and changes nothing.
+        assert_eq!(
+            access
+                .check(&Route::Healthz, headers(&[("Sec-Fetch-Site", "same-site")]))
+                .err()
+                .map(|r| r.status),
+            None
+        );
+    }
+
+    #[test]
+    fn an_origin_passes_only_when_it_is_this_host_and_port() {
+        let access = Access::default();
+        let status = |origin: &str, host: Option<&str>| {
+            let mut h = vec![("Origin", origin)];
+            h.extend(host.map(|host| ("Host", host)));
+            access
+                .check(&Route::Queue, headers(&h))
+                .err()
+                .map(|r| r.status)
+        };
+        let here = Some("127.0.0.1:8080");
+        assert_eq!(status("http://127.0.0.1:8080", here), None);
+        // Behind a TLS proxy that passes the Host on.
+        assert_eq!(status("https://127.0.0.1:8080", here), None);
+        assert_eq!(
+            status("http://localhost:8080", Some("LOCALHOST:8080")),
+            None
+        );
+        assert_eq!(status("http://127.0.0.1:8081", here), Some(403));
+        assert_eq!(status("http://127.0.0.1", here), Some(403));
+        assert_eq!(status("http://127.0.0.1:8080.evil.com", here), Some(403));
+        assert_eq!(status("null", here), Some(403));
+        assert_eq!(status("", here), Some(403));
+        assert_eq!(status("127.0.0.1:8080", here), Some(403));
+        assert_eq!(status("file://127.0.0.1:8080", here), Some(403));
+        assert_eq!(status("http://127.0.0.1:8080", None), Some(403));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let access = Access::new(Some("s3cret".into()));
+        let status = |auth: &str| {
+            access
+                .check(&Route::Queue, headers(&[("Authorization", auth)]))
+                .err()
+                .map(|r| r.status)
+        };
+        assert_eq!(status("Bearer s3cret"), None);
+        assert_eq!(status("bearer s3cret"), None);
+        assert_eq!(status("BEARER s3cret"), None);
+        assert_eq!(status("bEaReR  s3cret"), None);
+        assert_eq!(status("bearer wrong!"), Some(401));
+        assert_eq!(
+            status("bearer S3CRET"),
+            Some(401),
+            "the token itself is exact"
+        );
+        assert_eq!(status("bearers3cret"), Some(401));
+        assert_eq!(status("Basic s3cret"), Some(401));
+        assert_eq!(status("s3cret"), Some(401));
+        assert_eq!(status("bearer"), Some(401));
+    }
+
+    #[test]
+    fn only_addresses_and_localhost_are_local_hosts() {
+        for local in [
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "10.1.2.3:1",
+            "localhost",
+            "LocalHost:8080",
+            "[::1]",
+            "[::1]:8080",
+            "[::ffff:127.0.0.1]:80",
+            "[0:0:0:0:0:0:0:1]:65535",
+        ] {
+            assert!(host_is_local(local), "{local}");
+        }
+        for name in [
+            "[::1].evil.com",
+            "[::1].evil.com:8080",
+            "[::1]:8080.evil.com",
+            "[::1]evil.com",
+            "[::1]:",
+            "[::1]:http",
+            "[::1]:+80",
+            "[::1]:65536",
+            "[::1",
+            "[evil.com]",
+            "[]",
+            "::1",
+            "127.0.0.1:",
+            "127.0.0.1:80:80",
+            "127.0.0.1:8080.evil.com",
+            "127.0.0.1:+80",
+            "127.0.0.1.evil.com",
+            "127.1",
+            "localhost.",
+            "localhost.evil.com",
+            "localhost:80x",
+            "evil.com",
+            "",
+        ] {
+            assert!(!host_is_local(name), "{name}");
+        }
     }
 
     fn cmd(url: &str) -> Route {
