@@ -13,8 +13,9 @@ mod wire;
 
 use std::borrow::Cow;
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -34,8 +35,10 @@ const DAEMON_ANSWER: Duration = Duration::from_secs(10);
 const REQUEST_TIME: Duration = Duration::from_secs(10);
 /// How long a client has to take its answer.
 const ANSWER_TIME: Duration = Duration::from_secs(10);
-/// Connections served at once; more are answered 503 at once, so a flood of
-/// idle connections costs a bounded number of threads and descriptors.
+/// Connections served at once, so a flood of connections costs a bounded
+/// number of threads and descriptors. When all are taken, the one that has
+/// waited longest for its request is closed to make room; when every one is
+/// busy answering, a new connection gets 503.
 const MAX_CONNECTIONS: usize = 64;
 
 /// A command for the daemon, with the job name where one is needed.
@@ -452,11 +455,62 @@ impl Drop for HttpServer {
     }
 }
 
+/// A connection's socket, shared by its thread and the accepting thread, and
+/// how far it has got.
+struct Client {
+    stream: TcpStream,
+    /// [`WAITING`], then either [`ANSWERING`] (set by the connection's
+    /// thread) or [`EVICTED`] (set by the accepting thread). Each side
+    /// changes it only from `WAITING`, with a compare-and-swap, so exactly
+    /// one of them wins: a connection is never evicted while it is being
+    /// answered, and an evicted one is never answered.
+    phase: AtomicU8,
+}
+
+/// Waiting for the rest of its request: may be closed to make room.
+const WAITING: u8 = 0;
+/// Its request is read (or refused) and it is being answered.
+const ANSWERING: u8 = 1;
+/// Closed to make room for a newer connection.
+const EVICTED: u8 = 2;
+
+impl Client {
+    fn new(stream: TcpStream) -> Client {
+        Client {
+            stream,
+            phase: AtomicU8::new(WAITING),
+        }
+    }
+
+    fn claim(&self, phase: u8) -> bool {
+        self.phase
+            .compare_exchange(WAITING, phase, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Marks the request as complete; `false` if the connection was evicted
+    /// first, and there is no one left to answer.
+    fn start_answering(&self) -> bool {
+        self.claim(ANSWERING)
+    }
+
+    /// Closes a connection still waiting for its request; `false` if it is
+    /// being answered. Shutting the socket down wakes its thread from its
+    /// read, which then sees the client gone.
+    fn evict(&self) -> bool {
+        let evicted = self.claim(EVICTED);
+        if evicted {
+            let _ = self.stream.shutdown(Shutdown::Both);
+        }
+        evicted
+    }
+}
+
 /// One connection's thread, and its socket so shutdown can interrupt it.
 /// The socket is the thread's: it closes when the thread is done with it,
 /// whether or not this thread has looked at the list since.
 struct Connection {
-    stream: Weak<TcpStream>,
+    client: Weak<Client>,
     thread: JoinHandle<()>,
 }
 
@@ -492,27 +546,26 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
                 continue;
             }
         };
-        if connections.len() >= MAX_CONNECTIONS {
-            refuse_busy(stream);
+        if connections.len() >= MAX_CONNECTIONS && !evict_longest_waiting(&mut connections) {
+            refuse_unavailable(&stream, "too many connections; try again");
             continue;
         }
-        let stream = Arc::new(stream);
-        let handle = Arc::downgrade(&stream);
-        let serving = shared.clone();
+        let client = Arc::new(Client::new(stream));
+        let (served, serving) = (client.clone(), shared.clone());
         let thread = thread::Builder::new()
             .name("http-client".into())
-            .spawn(move || serve(&stream, peer, &serving));
+            .spawn(move || serve(&served, peer, &serving));
         match thread {
             Ok(thread) => connections.push(Connection {
-                stream: handle,
+                client: Arc::downgrade(&client),
                 thread,
             }),
             Err(e) => warn!("http: cannot start a thread for {peer}: {e}"),
         }
     }
     for connection in &connections {
-        if let Some(stream) = connection.stream.upgrade() {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+        if let Some(client) = connection.client.upgrade() {
+            let _ = client.stream.shutdown(Shutdown::Both);
         }
     }
     for connection in connections {
@@ -520,27 +573,60 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     }
 }
 
-/// Answers a connection over the limit without reading its request. This
-/// runs on the accepting thread, so the lingering close that keeps the
-/// answer from being destroyed by a reset is short: an honest client has
-/// sent its request and hangs up as soon as it has read the answer.
-fn refuse_busy(stream: TcpStream) {
-    let body = "too many connections; try again\n";
+/// Closes the connection that has waited longest without a complete
+/// request, so a client that connects and sends nothing cannot lock others
+/// out, and joins its thread. `false` when every connection is being
+/// answered.
+fn evict_longest_waiting(connections: &mut Vec<Connection>) -> bool {
+    // The list is in the order of `accept`, so the first connection still
+    // waiting is the one that has waited longest. One whose thread has let
+    // go of its socket is on its way out and makes room as well.
+    let evictable = connections.iter().position(|connection| {
+        connection
+            .client
+            .upgrade()
+            .is_none_or(|client| client.evict())
+    });
+    let Some(index) = evictable else {
+        return false;
+    };
+    let evicted = connections.remove(index);
+    // The join is short: an evicted connection's thread was at most reading
+    // its request, which the shutdown ends at once, and it never goes on to
+    // answer (or to wait for the daemon).
+    let _ = evicted.thread.join();
+    true
+}
+
+/// Answers 503 without reading the request, to a connection over the limit
+/// when none can make room. This runs on
+/// the accepting thread, so the lingering close that keeps the answer from
+/// being destroyed by a reset is short: an honest client has sent its
+/// request and hangs up as soon as it has read the answer.
+fn refuse_unavailable(stream: &TcpStream, why: &str) {
     let answer = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
-         Content-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+         Content-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{why}\n",
+        why.len() + 1
     );
     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-    if (&stream).write_all(answer.as_bytes()).is_ok() {
-        wire::close_gently(&stream, Duration::from_millis(100));
+    if (&*stream).write_all(answer.as_bytes()).is_ok() {
+        wire::close_gently(stream, Duration::from_millis(100));
     }
 }
 
-/// Reads one request from `stream`, answers it and closes the connection.
-fn serve(stream: &TcpStream, peer: SocketAddr, shared: &Shared) {
+/// Reads one request from `client`, answers it and closes the connection.
+fn serve(client: &Client, peer: SocketAddr, shared: &Shared) {
+    let stream = &client.stream;
     let _ = stream.set_write_timeout(Some(ANSWER_TIME));
-    let (reply, send_body) = match wire::read_request(stream, Instant::now() + REQUEST_TIME) {
+    let read = wire::read_request(stream, Instant::now() + REQUEST_TIME);
+    // From here on the connection is busy rather than idle, and may no
+    // longer be closed to make room.
+    if !client.start_answering() {
+        debug!("{peer}: closed to make room for a newer connection");
+        return;
+    }
+    let (reply, send_body) = match read {
         Ok(request) => {
             debug!("{peer}: {} {}", request.method, loggable_url(&request.url));
             (answer(&request, shared), request.method != Method::Head)
@@ -641,6 +727,7 @@ fn ask_daemon(command: Command, shared: &Shared) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     fn headers<'a>(list: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<&'a str> {
         move |name| {
@@ -875,6 +962,96 @@ mod tests {
             "",
         ] {
             assert!(!host_is_local(name), "{name}");
+        }
+    }
+
+    /// A server on a free port, and the commands it sends, which nobody
+    /// answers unless the test does.
+    fn server() -> (HttpServer, SocketAddr, Receiver<Envelope>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (commands, received) = crossbeam_channel::unbounded();
+        let board = Board::new("/jobs");
+        let server = HttpServer::spawn(listener, Access::default(), board, commands);
+        (server, addr, received)
+    }
+
+    /// Connects and sends `request`, leaving the answer to be read.
+    fn send(addr: SocketAddr, request: &str) -> TcpStream {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        stream
+    }
+
+    /// Everything the server sends until it closes the connection.
+    fn answer_on(mut stream: TcpStream) -> String {
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
+        answer
+    }
+
+    #[test]
+    fn idle_connections_make_room_for_a_request() {
+        let (_server, addr, _commands) = server();
+        let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS + 8).map(|_| send(addr, "")).collect();
+        let started = Instant::now();
+        let healthz = answer_on(send(addr, "GET /healthz HTTP/1.1\r\n\r\n"));
+        assert!(healthz.starts_with("HTTP/1.1 200 OK\r\n"), "{healthz}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        // The connections that waited longest were closed, without an
+        // answer; the newest still wait.
+        for stream in &idle[..9] {
+            assert_eq!(answer_on(stream.try_clone().unwrap()), "");
+        }
+        let newest = idle.last().unwrap();
+        newest.set_nonblocking(true).unwrap();
+        let mut byte = [0; 1];
+        let still_open = (&*newest).read(&mut byte);
+        assert_eq!(
+            still_open.map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::WouldBlock)
+        );
+    }
+
+    #[test]
+    fn connections_being_answered_are_never_closed_to_make_room() {
+        let (_server, addr, commands) = server();
+        let busy: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+            .map(|_| send(addr, "GET /stopall HTTP/1.1\r\n\r\n"))
+            .collect();
+        // Every one of them waits for the daemon, which has not answered.
+        let waiting: Vec<Envelope> = (0..MAX_CONNECTIONS)
+            .map(|_| commands.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        let refused = answer_on(send(addr, "GET /healthz HTTP/1.1\r\n\r\n"));
+        assert!(
+            refused.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{refused}"
+        );
+        assert!(refused.contains("Retry-After: 1\r\n"), "{refused}");
+        for (_, reply) in waiting {
+            reply.send(Reply::done()).unwrap();
+        }
+        for stream in busy {
+            let answer = answer_on(stream);
+            assert!(answer.ends_with("\r\n\r\nDone\n"), "{answer}");
+        }
+        // Their threads end once the clients have read their answers.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let answer = answer_on(send(addr, "GET /healthz HTTP/1.1\r\n\r\n"));
+            if answer.starts_with("HTTP/1.1 200 OK\r\n") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{answer}");
+            thread::sleep(Duration::from_millis(10));
         }
     }
 
