@@ -12,7 +12,7 @@
 mod wire;
 
 use std::borrow::Cow;
-use std::io::Write;
+use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -399,6 +399,32 @@ struct Shared {
     stopping: Receiver<()>,
 }
 
+/// Why the HTTP server could not start.
+#[derive(Debug)]
+pub struct SpawnError {
+    /// Where it was to listen, if the system could say.
+    addr: Option<SocketAddr>,
+    /// What went wrong, in words.
+    what: &'static str,
+    source: io::Error,
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cannot start the HTTP server")?;
+        if let Some(addr) = self.addr {
+            write!(f, " on {addr}")?;
+        }
+        write!(f, " ({}): {}", self.what, self.source)
+    }
+}
+
+impl std::error::Error for SpawnError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
 /// The accepting thread, which owns the connections' threads.
 pub struct HttpServer {
     // Drop order: the listener is shut down and the stop sender dropped in
@@ -410,13 +436,20 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Serves `listener` on a new thread.
+    /// Serves `listener` on a new thread. Both the descriptor the thread
+    /// needs and the thread itself are resources the system may refuse
+    /// (`ulimit -n`, systemd's `TasksMax`).
     pub fn spawn(
         listener: TcpListener,
         access: Access,
         board: Board,
         commands: Sender<Envelope>,
-    ) -> HttpServer {
+    ) -> Result<HttpServer, SpawnError> {
+        let error = |what, source| SpawnError {
+            addr: listener.local_addr().ok(),
+            what,
+            source,
+        };
         let (stop, stopping) = bounded(0);
         let shared = Arc::new(Shared {
             access,
@@ -426,16 +459,16 @@ impl HttpServer {
         });
         let accepting = listener
             .try_clone()
-            .expect("the system can duplicate the listening socket");
+            .map_err(|e| error("cannot duplicate the listening socket", e))?;
         let thread = thread::Builder::new()
             .name("http".into())
             .spawn(move || accept_loop(&accepting, &shared))
-            .expect("the system can start the HTTP thread");
-        HttpServer {
+            .map_err(|e| error("cannot start its thread", e))?;
+        Ok(HttpServer {
             listener,
             stop: Some(stop),
             thread: Some(thread),
-        }
+        })
     }
 }
 
@@ -519,6 +552,7 @@ struct Connection {
 fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     let mut connections: Vec<Connection> = Vec::new();
     let mut last_warning: Option<Instant> = None;
+    let mut last_thread_warning: Option<Instant> = None;
     loop {
         let accepted = listener.accept();
         if shared.stopping.try_recv() != Err(crossbeam_channel::TryRecvError::Empty) {
@@ -560,7 +594,16 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
                 client: Arc::downgrade(&client),
                 thread,
             }),
-            Err(e) => warn!("http: cannot start a thread for {peer}: {e}"),
+            Err(e) => {
+                // The system's limit on threads (systemd's TasksMax, `ulimit
+                // -u`) is shared with the jobs; the client is told to come
+                // back, and the log hears of it at most once a minute.
+                if last_thread_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                    warn!("http: cannot start a thread for {peer}: {e}");
+                    last_thread_warning = Some(Instant::now());
+                }
+                refuse_unavailable(&client.stream, "the server is short of threads; try again");
+            }
         }
     }
     for connection in &connections {
@@ -598,8 +641,8 @@ fn evict_longest_waiting(connections: &mut Vec<Connection>) -> bool {
     true
 }
 
-/// Answers 503 without reading the request, to a connection over the limit
-/// when none can make room. This runs on
+/// Answers 503 without reading the request: to a connection over the limit
+/// when none can make room, or one whose thread cannot start. This runs on
 /// the accepting thread, so the lingering close that keeps the answer from
 /// being destroyed by a reset is short: an honest client has sent its
 /// request and hangs up as soon as it has read the answer.
@@ -972,7 +1015,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (commands, received) = crossbeam_channel::unbounded();
         let board = Board::new("/jobs");
-        let server = HttpServer::spawn(listener, Access::default(), board, commands);
+        let server = HttpServer::spawn(listener, Access::default(), board, commands).unwrap();
         (server, addr, received)
     }
 
