@@ -374,7 +374,10 @@ impl Daemon {
             let _ = daemon.add(entry);
         }
         let access = Access::new(token);
-        daemon.http = server.map(|server| HttpServer::spawn(server, access, board, command_sender));
+        daemon.http = server
+            .map(|server| HttpServer::spawn(server, access, board, command_sender))
+            .transpose()
+            .map_err(|e| Error::Runtime(e.to_string()))?;
         release_free_memory();
         Ok(daemon)
     }

@@ -12,9 +12,10 @@
 mod wire;
 
 use std::borrow::Cow;
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{self, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -34,8 +35,10 @@ const DAEMON_ANSWER: Duration = Duration::from_secs(10);
 const REQUEST_TIME: Duration = Duration::from_secs(10);
 /// How long a client has to take its answer.
 const ANSWER_TIME: Duration = Duration::from_secs(10);
-/// Connections served at once; more are answered 503 at once, so a flood of
-/// idle connections costs a bounded number of threads and descriptors.
+/// Connections served at once, so a flood of connections costs a bounded
+/// number of threads and descriptors. When all are taken, the one that has
+/// waited longest for its request is closed to make room; when every one is
+/// busy answering, a new connection gets 503.
 const MAX_CONNECTIONS: usize = 64;
 
 /// A command for the daemon, with the job name where one is needed.
@@ -268,14 +271,21 @@ impl Access {
         if route == &Route::Healthz {
             return Ok(());
         }
-        if header("Sec-Fetch-Site").is_some_and(|v| v.eq_ignore_ascii_case("cross-site")) {
-            return Err(Reply::text(403, "cross-site requests are refused"));
+        // A browser says where a request comes from. Only this server's own
+        // pages (`same-origin`) and the user (`none`: the address bar, a
+        // bookmark) may use the API; `same-site` is a page on another port
+        // of this host, which is another server, and a value this code does
+        // not know cannot be trusted either.
+        if let Some(site) = header("Sec-Fetch-Site") {
+            if !site.eq_ignore_ascii_case("same-origin") && !site.eq_ignore_ascii_case("none") {
+                return Err(Reply::text(
+                    403,
+                    format!("requests from another site are refused (Sec-Fetch-Site: {site})"),
+                ));
+            }
         }
         if let Some(origin) = header("Origin") {
-            let origin_host = origin
-                .split_once("://")
-                .map(|(_, host)| host.trim_end_matches('/'));
-            if origin_host.is_none() || origin_host != header("Host") {
+            if !origin_is_host(origin, header("Host")) {
                 return Err(Reply::text(403, "requests from another origin are refused"));
             }
         }
@@ -295,9 +305,7 @@ impl Access {
                 _ => Ok(()),
             };
         };
-        let in_header = header("Authorization")
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+        let in_header = header("Authorization").and_then(bearer_token);
         let in_url = match route {
             Route::Page { token } => token.as_ref().map(|t| t.0.as_str()),
             _ => None,
@@ -319,19 +327,54 @@ impl Access {
     }
 }
 
-/// Whether `host` (a Host header: a name or address and perhaps a port) is
-/// an IP address or `localhost`, which no DNS rebinding can put there.
+/// Whether `origin` (an Origin header) is the server the request was sent
+/// to: the same host and port as `host` (the Host header, which the browser
+/// fills in from the URL it requests). The scheme may be `https` behind a
+/// TLS proxy that passes the Host on. `null`, sent by sandboxed pages and
+/// `file:` URLs, is never this server.
+fn origin_is_host(origin: &str, host: Option<&str>) -> bool {
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    match (authority, host) {
+        (Some(authority), Some(host)) => authority.eq_ignore_ascii_case(host),
+        _ => false,
+    }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header value. The scheme
+/// name is case-insensitive (RFC 7235 §2.1), so `bearer TOKEN` counts too;
+/// the token itself is compared exactly.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("Bearer")
+        .then(|| token.trim_start_matches(' '))
+}
+
+/// Whether `host` (a Host header: an address or a name, perhaps followed by
+/// `:PORT`) is an IP address or `localhost`, which no DNS rebinding can put
+/// there. The parse is strict because anything left over makes it a name: a
+/// resolver looks up `[::1].evil.com` like any other, and its owner decides
+/// what it points at.
 fn host_is_local(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(v6) => {
-            return v6
-                .split(']')
-                .next()
-                .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
+    let (is_local_address, rest) = match host.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((v6, rest)) => (v6.parse::<std::net::Ipv6Addr>().is_ok(), rest),
+            None => return false,
+        },
+        None => {
+            let (name, rest) = host.split_at(host.find(':').unwrap_or(host.len()));
+            let is_local = name.eq_ignore_ascii_case("localhost")
+                || name.parse::<std::net::Ipv4Addr>().is_ok();
+            (is_local, rest)
         }
-        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
     };
-    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
+    let port_is_valid = |port: &str| {
+        // `u16::from_str` alone would take `+80`.
+        !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok()
+    };
+    is_local_address && (rest.is_empty() || rest.strip_prefix(':').is_some_and(port_is_valid))
 }
 
 /// Compares without stopping at the first difference, so the time taken
@@ -356,6 +399,32 @@ struct Shared {
     stopping: Receiver<()>,
 }
 
+/// Why the HTTP server could not start.
+#[derive(Debug)]
+pub struct SpawnError {
+    /// Where it was to listen, if the system could say.
+    addr: Option<SocketAddr>,
+    /// What went wrong, in words.
+    what: &'static str,
+    source: io::Error,
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cannot start the HTTP server")?;
+        if let Some(addr) = self.addr {
+            write!(f, " on {addr}")?;
+        }
+        write!(f, " ({}): {}", self.what, self.source)
+    }
+}
+
+impl std::error::Error for SpawnError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
 /// The accepting thread, which owns the connections' threads.
 pub struct HttpServer {
     // Drop order: the listener is shut down and the stop sender dropped in
@@ -367,13 +436,20 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Serves `listener` on a new thread.
+    /// Serves `listener` on a new thread. Both the descriptor the thread
+    /// needs and the thread itself are resources the system may refuse
+    /// (`ulimit -n`, systemd's `TasksMax`).
     pub fn spawn(
         listener: TcpListener,
         access: Access,
         board: Board,
         commands: Sender<Envelope>,
-    ) -> HttpServer {
+    ) -> Result<HttpServer, SpawnError> {
+        let error = |what, source| SpawnError {
+            addr: listener.local_addr().ok(),
+            what,
+            source,
+        };
         let (stop, stopping) = bounded(0);
         let shared = Arc::new(Shared {
             access,
@@ -383,16 +459,16 @@ impl HttpServer {
         });
         let accepting = listener
             .try_clone()
-            .expect("the system can duplicate the listening socket");
+            .map_err(|e| error("cannot duplicate the listening socket", e))?;
         let thread = thread::Builder::new()
             .name("http".into())
             .spawn(move || accept_loop(&accepting, &shared))
-            .expect("the system can start the HTTP thread");
-        HttpServer {
+            .map_err(|e| error("cannot start its thread", e))?;
+        Ok(HttpServer {
             listener,
             stop: Some(stop),
             thread: Some(thread),
-        }
+        })
     }
 }
 
@@ -412,11 +488,62 @@ impl Drop for HttpServer {
     }
 }
 
+/// A connection's socket, shared by its thread and the accepting thread, and
+/// how far it has got.
+struct Client {
+    stream: TcpStream,
+    /// [`WAITING`], then either [`ANSWERING`] (set by the connection's
+    /// thread) or [`EVICTED`] (set by the accepting thread). Each side
+    /// changes it only from `WAITING`, with a compare-and-swap, so exactly
+    /// one of them wins: a connection is never evicted while it is being
+    /// answered, and an evicted one is never answered.
+    phase: AtomicU8,
+}
+
+/// Waiting for the rest of its request: may be closed to make room.
+const WAITING: u8 = 0;
+/// Its request is read (or refused) and it is being answered.
+const ANSWERING: u8 = 1;
+/// Closed to make room for a newer connection.
+const EVICTED: u8 = 2;
+
+impl Client {
+    fn new(stream: TcpStream) -> Client {
+        Client {
+            stream,
+            phase: AtomicU8::new(WAITING),
+        }
+    }
+
+    fn claim(&self, phase: u8) -> bool {
+        self.phase
+            .compare_exchange(WAITING, phase, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Marks the request as complete; `false` if the connection was evicted
+    /// first, and there is no one left to answer.
+    fn start_answering(&self) -> bool {
+        self.claim(ANSWERING)
+    }
+
+    /// Closes a connection still waiting for its request; `false` if it is
+    /// being answered. Shutting the socket down wakes its thread from its
+    /// read, which then sees the client gone.
+    fn evict(&self) -> bool {
+        let evicted = self.claim(EVICTED);
+        if evicted {
+            let _ = self.stream.shutdown(Shutdown::Both);
+        }
+        evicted
+    }
+}
+
 /// One connection's thread, and its socket so shutdown can interrupt it.
 /// The socket is the thread's: it closes when the thread is done with it,
 /// whether or not this thread has looked at the list since.
 struct Connection {
-    stream: Weak<TcpStream>,
+    client: Weak<Client>,
     thread: JoinHandle<()>,
 }
 
@@ -425,6 +552,7 @@ struct Connection {
 fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     let mut connections: Vec<Connection> = Vec::new();
     let mut last_warning: Option<Instant> = None;
+    let mut last_thread_warning: Option<Instant> = None;
     loop {
         let accepted = listener.accept();
         if shared.stopping.try_recv() != Err(crossbeam_channel::TryRecvError::Empty) {
@@ -452,27 +580,35 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
                 continue;
             }
         };
-        if connections.len() >= MAX_CONNECTIONS {
-            refuse_busy(stream);
+        if connections.len() >= MAX_CONNECTIONS && !evict_longest_waiting(&mut connections) {
+            refuse_unavailable(&stream, "too many connections; try again");
             continue;
         }
-        let stream = Arc::new(stream);
-        let handle = Arc::downgrade(&stream);
-        let serving = shared.clone();
+        let client = Arc::new(Client::new(stream));
+        let (served, serving) = (client.clone(), shared.clone());
         let thread = thread::Builder::new()
             .name("http-client".into())
-            .spawn(move || serve(&stream, peer, &serving));
+            .spawn(move || serve(&served, peer, &serving));
         match thread {
             Ok(thread) => connections.push(Connection {
-                stream: handle,
+                client: Arc::downgrade(&client),
                 thread,
             }),
-            Err(e) => warn!("http: cannot start a thread for {peer}: {e}"),
+            Err(e) => {
+                // The system's limit on threads (systemd's TasksMax, `ulimit
+                // -u`) is shared with the jobs; the client is told to come
+                // back, and the log hears of it at most once a minute.
+                if last_thread_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                    warn!("http: cannot start a thread for {peer}: {e}");
+                    last_thread_warning = Some(Instant::now());
+                }
+                refuse_unavailable(&client.stream, "the server is short of threads; try again");
+            }
         }
     }
     for connection in &connections {
-        if let Some(stream) = connection.stream.upgrade() {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+        if let Some(client) = connection.client.upgrade() {
+            let _ = client.stream.shutdown(Shutdown::Both);
         }
     }
     for connection in connections {
@@ -480,27 +616,60 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     }
 }
 
-/// Answers a connection over the limit without reading its request. This
-/// runs on the accepting thread, so the lingering close that keeps the
-/// answer from being destroyed by a reset is short: an honest client has
-/// sent its request and hangs up as soon as it has read the answer.
-fn refuse_busy(stream: TcpStream) {
-    let body = "too many connections; try again\n";
+/// Closes the connection that has waited longest without a complete
+/// request, so a client that connects and sends nothing cannot lock others
+/// out, and joins its thread. `false` when every connection is being
+/// answered.
+fn evict_longest_waiting(connections: &mut Vec<Connection>) -> bool {
+    // The list is in the order of `accept`, so the first connection still
+    // waiting is the one that has waited longest. One whose thread has let
+    // go of its socket is on its way out and makes room as well.
+    let evictable = connections.iter().position(|connection| {
+        connection
+            .client
+            .upgrade()
+            .is_none_or(|client| client.evict())
+    });
+    let Some(index) = evictable else {
+        return false;
+    };
+    let evicted = connections.remove(index);
+    // The join is short: an evicted connection's thread was at most reading
+    // its request, which the shutdown ends at once, and it never goes on to
+    // answer (or to wait for the daemon).
+    let _ = evicted.thread.join();
+    true
+}
+
+/// Answers 503 without reading the request: to a connection over the limit
+/// when none can make room, or one whose thread cannot start. This runs on
+/// the accepting thread, so the lingering close that keeps the answer from
+/// being destroyed by a reset is short: an honest client has sent its
+/// request and hangs up as soon as it has read the answer.
+fn refuse_unavailable(stream: &TcpStream, why: &str) {
     let answer = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
-         Content-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+         Content-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{why}\n",
+        why.len() + 1
     );
     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-    if (&stream).write_all(answer.as_bytes()).is_ok() {
-        wire::close_gently(&stream, Duration::from_millis(100));
+    if (&*stream).write_all(answer.as_bytes()).is_ok() {
+        wire::close_gently(stream, Duration::from_millis(100));
     }
 }
 
-/// Reads one request from `stream`, answers it and closes the connection.
-fn serve(stream: &TcpStream, peer: SocketAddr, shared: &Shared) {
+/// Reads one request from `client`, answers it and closes the connection.
+fn serve(client: &Client, peer: SocketAddr, shared: &Shared) {
+    let stream = &client.stream;
     let _ = stream.set_write_timeout(Some(ANSWER_TIME));
-    let (reply, send_body) = match wire::read_request(stream, Instant::now() + REQUEST_TIME) {
+    let read = wire::read_request(stream, Instant::now() + REQUEST_TIME);
+    // From here on the connection is busy rather than idle, and may no
+    // longer be closed to make room.
+    if !client.start_answering() {
+        debug!("{peer}: closed to make room for a newer connection");
+        return;
+    }
+    let (reply, send_body) = match read {
         Ok(request) => {
             debug!("{peer}: {} {}", request.method, loggable_url(&request.url));
             (answer(&request, shared), request.method != Method::Head)
@@ -601,6 +770,7 @@ fn ask_daemon(command: Command, shared: &Shared) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     fn headers<'a>(list: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<&'a str> {
         move |name| {
@@ -710,6 +880,222 @@ mod tests {
             None
         );
         assert_eq!(status(&[]), None);
+    }
+
+    #[test]
+    fn only_same_origin_and_user_requests_pass_the_fetch_metadata_check() {
+        let access = Access::default();
+        let status = |h: &[(&str, &str)]| {
+            access
+                .check(&Route::Command(Command::StopAll), headers(h))
+                .err()
+                .map(|r| r.status)
+        };
+        // An <img> on a page served from another port of this host.
+        assert_eq!(status(&[("Sec-Fetch-Site", "same-site")]), Some(403));
+        assert_eq!(status(&[("Sec-Fetch-Site", "SAME-SITE")]), Some(403));
+        assert_eq!(status(&[("Sec-Fetch-Site", "something-new")]), Some(403));
+        assert_eq!(status(&[("Sec-Fetch-Site", "")]), Some(403));
+        // The address bar or a bookmark, and the status page's own requests.
+        assert_eq!(status(&[("Sec-Fetch-Site", "none")]), None);
+        assert_eq!(status(&[("Sec-Fetch-Site", "same-origin")]), None);
+        assert_eq!(status(&[("Sec-Fetch-Site", "Same-Origin")]), None);
+        // /healthz tells nothing and changes nothing.
+        assert_eq!(
+            access
+                .check(&Route::Healthz, headers(&[("Sec-Fetch-Site", "same-site")]))
+                .err()
+                .map(|r| r.status),
+            None
+        );
+    }
+
+    #[test]
+    fn an_origin_passes_only_when_it_is_this_host_and_port() {
+        let access = Access::default();
+        let status = |origin: &str, host: Option<&str>| {
+            let mut h = vec![("Origin", origin)];
+            h.extend(host.map(|host| ("Host", host)));
+            access
+                .check(&Route::Queue, headers(&h))
+                .err()
+                .map(|r| r.status)
+        };
+        let here = Some("127.0.0.1:8080");
+        assert_eq!(status("http://127.0.0.1:8080", here), None);
+        // Behind a TLS proxy that passes the Host on.
+        assert_eq!(status("https://127.0.0.1:8080", here), None);
+        assert_eq!(
+            status("http://localhost:8080", Some("LOCALHOST:8080")),
+            None
+        );
+        assert_eq!(status("http://127.0.0.1:8081", here), Some(403));
+        assert_eq!(status("http://127.0.0.1", here), Some(403));
+        assert_eq!(status("http://127.0.0.1:8080.evil.com", here), Some(403));
+        assert_eq!(status("null", here), Some(403));
+        assert_eq!(status("", here), Some(403));
+        assert_eq!(status("127.0.0.1:8080", here), Some(403));
+        assert_eq!(status("file://127.0.0.1:8080", here), Some(403));
+        assert_eq!(status("http://127.0.0.1:8080", None), Some(403));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let access = Access::new(Some("s3cret".into()));
+        let status = |auth: &str| {
+            access
+                .check(&Route::Queue, headers(&[("Authorization", auth)]))
+                .err()
+                .map(|r| r.status)
+        };
+        assert_eq!(status("Bearer s3cret"), None);
+        assert_eq!(status("bearer s3cret"), None);
+        assert_eq!(status("BEARER s3cret"), None);
+        assert_eq!(status("bEaReR  s3cret"), None);
+        assert_eq!(status("bearer wrong!"), Some(401));
+        assert_eq!(
+            status("bearer S3CRET"),
+            Some(401),
+            "the token itself is exact"
+        );
+        assert_eq!(status("bearers3cret"), Some(401));
+        assert_eq!(status("Basic s3cret"), Some(401));
+        assert_eq!(status("s3cret"), Some(401));
+        assert_eq!(status("bearer"), Some(401));
+    }
+
+    #[test]
+    fn only_addresses_and_localhost_are_local_hosts() {
+        for local in [
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "10.1.2.3:1",
+            "localhost",
+            "LocalHost:8080",
+            "[::1]",
+            "[::1]:8080",
+            "[::ffff:127.0.0.1]:80",
+            "[0:0:0:0:0:0:0:1]:65535",
+        ] {
+            assert!(host_is_local(local), "{local}");
+        }
+        for name in [
+            "[::1].evil.com",
+            "[::1].evil.com:8080",
+            "[::1]:8080.evil.com",
+            "[::1]evil.com",
+            "[::1]:",
+            "[::1]:http",
+            "[::1]:+80",
+            "[::1]:65536",
+            "[::1",
+            "[evil.com]",
+            "[]",
+            "::1",
+            "127.0.0.1:",
+            "127.0.0.1:80:80",
+            "127.0.0.1:8080.evil.com",
+            "127.0.0.1:+80",
+            "127.0.0.1.evil.com",
+            "127.1",
+            "localhost.",
+            "localhost.evil.com",
+            "localhost:80x",
+            "evil.com",
+            "",
+        ] {
+            assert!(!host_is_local(name), "{name}");
+        }
+    }
+
+    /// A server on a free port, and the commands it sends, which nobody
+    /// answers unless the test does.
+    fn server() -> (HttpServer, SocketAddr, Receiver<Envelope>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (commands, received) = crossbeam_channel::unbounded();
+        let board = Board::new("/jobs");
+        let server = HttpServer::spawn(listener, Access::default(), board, commands).unwrap();
+        (server, addr, received)
+    }
+
+    /// Connects and sends `request`, leaving the answer to be read.
+    fn send(addr: SocketAddr, request: &str) -> TcpStream {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        stream
+    }
+
+    /// Everything the server sends until it closes the connection.
+    fn answer_on(mut stream: TcpStream) -> String {
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
+        answer
+    }
+
+    #[test]
+    fn idle_connections_make_room_for_a_request() {
+        let (_server, addr, _commands) = server();
+        let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS + 8).map(|_| send(addr, "")).collect();
+        let started = Instant::now();
+        let healthz = answer_on(send(addr, "GET /healthz HTTP/1.1\r\n\r\n"));
+        assert!(healthz.starts_with("HTTP/1.1 200 OK\r\n"), "{healthz}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        // The connections that waited longest were closed, without an
+        // answer; the newest still wait.
+        for stream in &idle[..9] {
+            assert_eq!(answer_on(stream.try_clone().unwrap()), "");
+        }
+        let newest = idle.last().unwrap();
+        newest.set_nonblocking(true).unwrap();
+        let mut byte = [0; 1];
+        let still_open = (&*newest).read(&mut byte);
+        assert_eq!(
+            still_open.map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::WouldBlock)
+        );
+    }
+
+    #[test]
+    fn connections_being_answered_are_never_closed_to_make_room() {
+        let (_server, addr, commands) = server();
+        let busy: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+            .map(|_| send(addr, "GET /stopall HTTP/1.1\r\n\r\n"))
+            .collect();
+        // Every one of them waits for the daemon, which has not answered.
+        let waiting: Vec<Envelope> = (0..MAX_CONNECTIONS)
+            .map(|_| commands.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        let refused = answer_on(send(addr, "GET /healthz HTTP/1.1\r\n\r\n"));
+        assert!(
+            refused.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{refused}"
+        );
+        assert!(refused.contains("Retry-After: 1\r\n"), "{refused}");
+        for (_, reply) in waiting {
+            reply.send(Reply::done()).unwrap();
+        }
+        for stream in busy {
+            let answer = answer_on(stream);
+            assert!(answer.ends_with("\r\n\r\nDone\n"), "{answer}");
+        }
+        // Their threads end once the clients have read their answers.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let answer = answer_on(send(addr, "GET /healthz HTTP/1.1\r\n\r\n"));
+            if answer.starts_with("HTTP/1.1 200 OK\r\n") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{answer}");
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 
     fn cmd(url: &str) -> Route {

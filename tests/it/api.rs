@@ -1,9 +1,10 @@
 //! The HTTP API as a client sees it: `/job`, every error status with and
-//! without a token, HEAD, and bodies the server refuses.
+//! without a token, HEAD, bodies the server refuses, and who may send
+//! commands (browsers' other sites, foreign Host names, the token).
 
 use serde_json::{Value, json};
 
-use crate::support::{Daemon, TestEnv, raw_http, rfc3339_ms, status_of};
+use crate::support::{Daemon, TestEnv, http, raw_http, rfc3339_ms, status_of};
 
 #[test]
 fn job_shows_the_full_status_and_the_runs_newest_first() {
@@ -288,4 +289,114 @@ fn small_bodies_are_read_and_ignored_and_curl_style_continue_works() {
     let mut rest = String::new();
     stream.read_to_string(&mut rest).unwrap();
     assert!(rest.starts_with("HTTP/1.1 200 OK\r\n"), "{rest}");
+}
+
+/// The status of a request for `path` with a `Host` header of our choice
+/// (the support client always sends the daemon's address).
+fn status_with_host(daemon: &Daemon, path: &str, host: &str) -> u16 {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    status_of(&raw_http(&daemon.addr, request.as_bytes()).unwrap())
+}
+
+#[test]
+fn pages_on_other_sites_and_ports_cannot_send_commands() {
+    let env = TestEnv::new();
+    env.write_job("j", &env.fake_job("j", &[], json!({})));
+    let daemon = env.start();
+    let port: u16 = daemon.addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    // What a browser sends for <img src=http://ADDR/stop?name=j> on a page
+    // served from another port of 127.0.0.1, or from anywhere else.
+    let other_port = format!("http://127.0.0.1:{}", port.wrapping_add(1));
+    let refused: [&[(&str, &str)]; 6] = [
+        &[("Sec-Fetch-Site", "same-site")],
+        &[("Sec-Fetch-Site", "same-site"), ("Origin", &other_port)],
+        &[("Sec-Fetch-Site", "cross-site")],
+        &[("Origin", &other_port)],
+        &[("Origin", "null")],
+        &[
+            ("Sec-Fetch-Site", "same-origin"),
+            ("Origin", "http://evil.example"),
+        ],
+    ];
+    for headers in refused {
+        for method in ["GET", "POST"] {
+            let (status, body) = http(&daemon.addr, method, "/stop?name=j", headers).unwrap();
+            assert_eq!(status, 403, "{method} {headers:?}: {body}");
+        }
+    }
+    // Had any of them stopped j, triggering it would be refused (409).
+    assert_eq!(daemon.get("/trigger?name=j").0, 200);
+    daemon.wait_outcome("j", "success");
+    assert_eq!(daemon.job("j")["status"], "waiting");
+
+    // The user (address bar, bookmark), the status page's own POST, and
+    // clients that are not browsers still get through.
+    let here = format!("http://{}", daemon.addr);
+    let user: &[(&str, &str)] = &[("Sec-Fetch-Site", "none")];
+    let page: &[(&str, &str)] = &[("Sec-Fetch-Site", "same-origin"), ("Origin", &here)];
+    for headers in [user, page, &[]] {
+        assert_eq!(
+            http(&daemon.addr, "POST", "/stop?name=j", headers).unwrap(),
+            (200, "Done\n".into()),
+            "{headers:?}"
+        );
+        daemon.wait_status("j", "stopped");
+        assert_eq!(daemon.get("/restart?name=j").0, 200);
+        daemon.wait_status("j", "waiting");
+    }
+    let (status, body) = http(&daemon.addr, "GET", "/queue", user).unwrap();
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn a_host_name_that_merely_starts_like_an_address_is_refused_without_a_token() {
+    let env = TestEnv::new();
+    env.write_job("j", &env.fake_job("j", &[], json!({})));
+    let daemon = env.start();
+    let port = daemon.addr.rsplit_once(':').unwrap().1;
+    // A DNS rebinding page: its name now points at 127.0.0.1.
+    for host in [
+        "[::1].evil.com".to_string(),
+        format!("[::1].evil.com:{port}"),
+        format!("[::1]:{port}.evil.com"),
+        format!("127.0.0.1:{port}.evil.com"),
+        "localhost.evil.com".to_string(),
+    ] {
+        assert_eq!(
+            status_with_host(&daemon, "/stop?name=j", &host),
+            403,
+            "{host}"
+        );
+    }
+    // Had any of them stopped j, triggering it would be refused (409).
+    assert_eq!(daemon.get("/trigger?name=j").0, 200);
+    daemon.wait_outcome("j", "success");
+    for host in [
+        format!("[::1]:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "127.0.0.1".to_string(),
+    ] {
+        assert_eq!(status_with_host(&daemon, "/queue", &host), 200, "{host}");
+    }
+}
+
+#[test]
+fn the_bearer_scheme_name_is_case_insensitive() {
+    let env = TestEnv::with_config(json!({"SrvConf": {"Token": "tok-789"}}));
+    let daemon = env.start();
+    for auth in ["Bearer tok-789", "bearer tok-789", "BEARER tok-789"] {
+        let (status, body) =
+            http(&daemon.addr, "GET", "/queue", &[("Authorization", auth)]).unwrap();
+        assert_eq!(status, 200, "{auth}: {body}");
+    }
+    for auth in [
+        "bearer tok-78",
+        "bearer TOK-789",
+        "bearertok-789",
+        "Basic tok-789",
+    ] {
+        let (status, _) = http(&daemon.addr, "GET", "/queue", &[("Authorization", auth)]).unwrap();
+        assert_eq!(status, 401, "{auth}");
+    }
 }

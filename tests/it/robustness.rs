@@ -1,6 +1,7 @@
 //! Thousands of malformed and hostile requests from several threads, with
-//! slow clients holding connections open meanwhile; afterwards the daemon
-//! still answers and still runs its jobs.
+//! slow clients holding connections open meanwhile; silent clients beyond
+//! the connection limit; too few descriptors; a thread the system refuses.
+//! Afterwards the daemon still answers and still runs its jobs.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::{TestEnv, process_alive, raw_http, status_of};
+use crate::support::{TestEnv, http, process_alive, raw_http, status_of};
 
 const THREADS: usize = 4;
 const REQUESTS_PER_THREAD: usize = 1500;
@@ -182,23 +183,45 @@ fn hostile_clients_never_stop_the_server_or_the_jobs() {
 }
 
 #[test]
-fn connections_over_the_limit_are_refused_at_once() {
-    let env = TestEnv::new();
+fn clients_that_send_nothing_cannot_lock_others_out() {
+    let env = TestEnv::with_config(json!({"SrvConf": {"Token": "tok-idle"}}));
     let daemon = env.start();
-    let idle: Vec<TcpStream> = (0..64)
+    // More silent connections than the server has slots, all accepted
+    // (in order) before the honest requests below.
+    let idle: Vec<TcpStream> = (0..80)
         .map(|_| TcpStream::connect(&daemon.addr).unwrap())
         .collect();
-    // The server has taken every idle connection once /healthz is refused.
-    let answer = daemon.wait_for("a refusal", |d| {
-        let answer = raw_http(&d.addr, b"GET /healthz HTTP/1.1\r\n\r\n").ok()?;
-        (status_of(&answer) == 503).then_some(answer)
-    });
-    assert!(answer.contains("Retry-After: 1\r\n"), "{answer}");
+    let asked = Instant::now();
+    assert_eq!(daemon.get("/healthz"), (200, "ok\n".into()));
+    let (status, body) = http(
+        &daemon.addr,
+        "GET",
+        "/queue",
+        &[("Authorization", "Bearer tok-idle")],
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    // Well within the 10 s a silent client may hold a connection.
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    // The connection that waited longest was closed to make room, without
+    // an answer.
+    let mut oldest = &idle[0];
+    oldest
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let closed = oldest.read_to_end(&mut answer);
+    assert!(
+        matches!(closed, Ok(0)),
+        "{closed:?} {:?}",
+        String::from_utf8_lossy(&answer)
+    );
     drop(idle);
-    daemon.wait_for("the server to answer again", |d| {
-        let answer = raw_http(&d.addr, b"GET /healthz HTTP/1.1\r\n\r\n").ok()?;
-        (status_of(&answer) == 200).then_some(())
-    });
+    assert!(process_alive(daemon.pid()), "{}", daemon.stderr());
 }
 
 #[test]
@@ -246,6 +269,76 @@ fn running_out_of_descriptors_only_pauses_the_server() {
             .count();
         (open < 20).then_some(())
     });
+    assert_eq!(daemon.get("/trigger?name=alive").0, 200);
+    daemon.wait_outcome("alive", "success");
+}
+
+/// Sets the soft address-space limit of process `pid` to `soft` bytes;
+/// returns the limits it had.
+fn limit_address_space(pid: u32, soft: libc::rlim_t) -> libc::rlimit {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit only reads `new` and writes `old`, both valid here.
+    let result = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_AS,
+            std::ptr::null(),
+            &mut old,
+        );
+        let new = libc::rlimit {
+            rlim_cur: soft.min(old.rlim_max),
+            rlim_max: old.rlim_max,
+        };
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_AS,
+            &new,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(result, 0, "prlimit: {}", std::io::Error::last_os_error());
+    old
+}
+
+#[test]
+fn a_connection_without_a_thread_gets_503_and_the_daemon_goes_on() {
+    let env = TestEnv::new();
+    env.write_job("alive", &env.fake_job("alive", &[], json!({})));
+    let daemon = env.start();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
+    let mapped_kib: libc::rlim_t = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().strip_suffix(" kB")?.parse().ok())
+        .expect("VmSize in /proc/PID/status");
+    // 1 MiB more than the daemon has mapped: room for small allocations,
+    // none for a thread's 2 MiB stack. (Idle clients take any stack the C
+    // library kept from a finished thread before the request below.)
+    let old = limit_address_space(daemon.pid(), (mapped_kib + 1024) * 1024);
+    let idle: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(&daemon.addr).unwrap())
+        .collect();
+    let answer = raw_http(&daemon.addr, b"GET /healthz HTTP/1.1\r\n\r\n");
+    // SAFETY: as in `limit_address_space`.
+    unsafe {
+        libc::prlimit(
+            daemon.pid() as libc::pid_t,
+            libc::RLIMIT_AS,
+            &old,
+            std::ptr::null_mut(),
+        );
+    }
+    let answer =
+        answer.unwrap_or_else(|e| panic!("no answer ({e}) where 503 was due\n{}", daemon.stderr()));
+    assert_eq!(status_of(&answer), 503, "{answer:?}\n{}", daemon.stderr());
+    assert!(answer.contains("Retry-After: 1\r\n"), "{answer}");
+    daemon.wait_stderr("[WARN] http: cannot start a thread for 127.0.0.1:");
+    drop(idle);
+    assert!(process_alive(daemon.pid()), "{}", daemon.stderr());
+    assert_eq!(daemon.get("/healthz"), (200, "ok\n".into()));
     assert_eq!(daemon.get("/trigger?name=alive").0, 200);
     daemon.wait_outcome("alive", "success");
 }
