@@ -12,9 +12,9 @@ use std::time::Duration;
 use log::LevelFilter;
 use serde_json::{Map, Value};
 
-use crate::json::{self, Object};
+use crate::json::{self, Echo, Object, describe};
 use crate::redacted::Redacted;
-use crate::schedule::{self, describe_json};
+use crate::schedule;
 
 const TOP_KEYS: &[&str] = &[
     "JobPath",
@@ -26,6 +26,8 @@ const TOP_KEYS: &[&str] = &[
 ];
 const SRV_KEYS: &[&str] = &["Port", "Token", "TokenFile"];
 const LOG_KEYS: &[&str] = &["LogDir", "MaxAge", "MaxSize", "Level"];
+/// Keys whose values a problem never quotes: the API token.
+const SECRET_KEYS: &[&str] = &["SrvConf.Token"];
 
 /// Which keyring holds repository passwords.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,7 +148,7 @@ pub fn load(path: Option<&Path>, env: Env) -> Result<(Config, Source, Vec<String
             path,
             problems: vec![format!(
                 "expected a JSON object, found {}",
-                describe_json(&value)
+                describe(&value)
             )],
         });
     };
@@ -256,7 +258,7 @@ impl Reader<'_> {
             other => {
                 self.problems.push(format!(
                     "{key}: expected an object, found {}",
-                    describe_json(other)
+                    describe(other)
                 ));
                 None
             }
@@ -269,7 +271,7 @@ impl Reader<'_> {
             other => {
                 self.problems.push(format!(
                     "{key}: expected a string, found {}",
-                    describe_json(other)
+                    Echo::for_key(key, SECRET_KEYS).found(other)
                 ));
                 None
             }
@@ -311,7 +313,7 @@ impl Reader<'_> {
                 None => {
                     self.problems.push(format!(
                         "{key}: expected a whole number from 1 to {max}, found {}",
-                        describe_json(v)
+                        describe(v)
                     ));
                     default
                 }
@@ -348,7 +350,7 @@ impl Reader<'_> {
             Some(other) => {
                 self.problems.push(format!(
                     "SrvConf.Port: expected a listen address such as \":8080\", found {}",
-                    describe_json(other)
+                    describe(other)
                 ));
                 String::new()
             }
@@ -360,6 +362,7 @@ impl Reader<'_> {
             return LevelFilter::Info;
         };
         match level.to_ascii_lowercase().as_str() {
+            "off" => LevelFilter::Off,
             "error" => LevelFilter::Error,
             "warn" | "warning" => LevelFilter::Warn,
             "info" => LevelFilter::Info,
@@ -367,7 +370,7 @@ impl Reader<'_> {
             "trace" => LevelFilter::Trace,
             _ => {
                 self.problems.push(format!(
-                    "LogConf.Level: {level:?} is not one of error, warn, info, debug, trace"
+                    "LogConf.Level: {level:?} is not one of off, error, warn, info, debug, trace"
                 ));
                 LevelFilter::Info
             }
@@ -485,6 +488,18 @@ mod tests {
         let path = dir.path().join("config");
         fs::write(&path, text).unwrap();
         load(Some(&path), &env).map(|(c, _, w)| (c, w))
+    }
+
+    #[test]
+    fn a_token_of_the_wrong_type_is_reported_without_its_value() {
+        let err = load_text(r#"{"SrvConf": {"Token": 31415926535}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("SrvConf.Token: expected a string, found a number"),
+            "{err}"
+        );
+        assert!(!err.contains("31415926535"), "{err}");
     }
 
     #[test]

@@ -568,7 +568,9 @@ impl Daemon {
         };
         let file_name = file_name.clone();
         let path = slot.entry.path.clone();
-        if !path.is_file() {
+        // Whatever is there now (a FIFO, a huge file), load_file says what
+        // is wrong with it; only a file that is gone needs the full reload.
+        if !path.exists() {
             return Reply::text(
                 422,
                 format!(

@@ -107,12 +107,86 @@ pub fn private_open_options() -> OpenOptions {
     options
 }
 
-/// Reads at most `cap` bytes of the regular file at `path`. Never blocks on
-/// a FIFO (opened non-blocking, then refused), never reads a device such as
-/// `/dev/zero`, and refuses a file over `cap` instead of reading it all.
-/// With `follow_links` false, a link at `path` is refused too.
-pub fn read_capped(path: &Path, cap: usize, follow_links: bool) -> io::Result<Vec<u8>> {
-    let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
+/// Why [`read_capped`] read nothing.
+#[derive(Debug)]
+pub enum CappedReadError {
+    Io(io::Error),
+    /// A link, where none is followed.
+    Link,
+    /// Not a regular file: what it is instead (`a FIFO`, …).
+    NotRegular(&'static str),
+    TooLarge {
+        cap: u64,
+    },
+}
+
+impl fmt::Display for CappedReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CappedReadError::Io(e) => e.fmt(f),
+            CappedReadError::Link => f.write_str("is a symbolic link"),
+            CappedReadError::NotRegular(what) => write!(f, "is {what}, not a regular file"),
+            CappedReadError::TooLarge { cap } => write!(f, "is larger than {}", size(*cap)),
+        }
+    }
+}
+
+impl std::error::Error for CappedReadError {}
+
+/// `4 KiB`, `1 MiB`.
+pub fn size(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{} KiB", bytes / 1024)
+    }
+}
+
+/// What a file that is not a regular one is, for messages.
+fn not_regular(metadata: &fs::Metadata) -> Option<&'static str> {
+    let file_type = metadata.file_type();
+    Some(if file_type.is_file() {
+        return None;
+    } else if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else {
+        "a symbolic link"
+    })
+}
+
+/// Reads the regular file at `path`, at most `cap` bytes, and its metadata.
+/// Never blocks on a FIFO, never opens a device (opening some has effects,
+/// such as rewinding a tape) and refuses a file over `cap` instead of
+/// reading it all. With `follow_links` false, a link at `path` is refused.
+pub fn read_capped(
+    path: &Path,
+    cap: u64,
+    follow_links: bool,
+) -> Result<(Vec<u8>, fs::Metadata), CappedReadError> {
+    let looked = if follow_links {
+        fs::metadata(path)
+    } else {
+        fs::symlink_metadata(path)
+    }
+    .map_err(CappedReadError::Io)?;
+    if looked.file_type().is_symlink() {
+        return Err(CappedReadError::Link);
+    }
+    if let Some(what) = not_regular(&looked) {
+        return Err(CappedReadError::NotRegular(what));
+    }
+    // It may have been replaced since: O_NONBLOCK makes opening a FIFO
+    // return at once instead of waiting for a writer, O_NOCTTY keeps a
+    // terminal from becoming ours, and fstat says what was really opened.
+    let mut flags = libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
     if !follow_links {
         flags |= libc::O_NOFOLLOW;
     }
@@ -121,59 +195,53 @@ pub fn read_capped(path: &Path, cap: usize, follow_links: bool) -> io::Result<Ve
         .custom_flags(flags)
         .open(path)
         .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) if !follow_links => {
-                io::Error::new(io::ErrorKind::InvalidInput, "is a symbolic link")
-            }
-            _ => e,
+            Some(libc::ELOOP) if !follow_links => CappedReadError::Link,
+            _ => CappedReadError::Io(e),
         })?;
-    let file_type = file.metadata()?.file_type();
-    if !file_type.is_file() {
-        let kind = if file_type.is_fifo() {
-            "a FIFO"
-        } else if file_type.is_char_device() || file_type.is_block_device() {
-            "a device"
-        } else if file_type.is_dir() {
-            "a directory"
-        } else {
-            "a socket"
-        };
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("is {kind}, not a regular file"),
-        ));
+    let metadata = file.metadata().map_err(CappedReadError::Io)?;
+    if let Some(what) = not_regular(&metadata) {
+        return Err(CappedReadError::NotRegular(what));
     }
-    let mut bytes = Vec::new();
-    file.take(cap as u64 + 1).read_to_end(&mut bytes)?;
-    if bytes.len() > cap {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("is larger than {} KiB", cap / 1024),
-        ));
+    if metadata.len() > cap {
+        return Err(CappedReadError::TooLarge { cap });
     }
-    Ok(bytes)
+    // The size can change while we read: one byte over is enough to know.
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    file.take(cap + 1)
+        .read_to_end(&mut bytes)
+        .map_err(CappedReadError::Io)?;
+    if bytes.len() as u64 > cap {
+        return Err(CappedReadError::TooLarge { cap });
+    }
+    Ok((bytes, metadata))
 }
 
 /// [`read_capped`] (following links) on a thread of its own, given up after
 /// `limit`: a file on a dead network mount blocks in the kernel, and only
 /// the reading thread, which ends whenever the kernel lets it, may wait for
 /// it.
-pub fn read_capped_within(path: &Path, cap: usize, limit: Duration) -> io::Result<Vec<u8>> {
+pub fn read_capped_within(
+    path: &Path,
+    cap: u64,
+    limit: Duration,
+) -> Result<Vec<u8>, CappedReadError> {
     let (sender, answer) = crossbeam_channel::bounded(1);
     let owned = path.to_path_buf();
     std::thread::Builder::new()
         .name("file-read".into())
         .stack_size(64 * 1024)
         .spawn(move || {
-            let _ = sender.send(read_capped(&owned, cap, true));
-        })?;
+            let _ = sender.send(read_capped(&owned, cap, true).map(|(bytes, _)| bytes));
+        })
+        .map_err(CappedReadError::Io)?;
     answer.recv_timeout(limit).unwrap_or_else(|_| {
-        Err(io::Error::new(
+        Err(CappedReadError::Io(io::Error::new(
             io::ErrorKind::TimedOut,
             format!(
                 "no answer within {} s (a network mount that is down?)",
                 limit.as_secs()
             ),
-        ))
+        )))
     })
 }
 
@@ -197,9 +265,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let small = dir.path().join("small");
         fs::write(&small, "1234").unwrap();
-        assert_eq!(read_capped(&small, 4, false).unwrap(), b"1234");
+        assert_eq!(read_capped(&small, 4, false).unwrap().0, b"1234");
         let error = read_capped(&small, 3, false).unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        assert!(matches!(error, CappedReadError::TooLarge { cap: 3 }));
         let fifo = dir.path().join("fifo");
         let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: a valid C string; mkfifo touches nothing else.
@@ -208,10 +276,13 @@ mod tests {
         let error = read_capped(&fifo, 4096, true).unwrap_err();
         assert!(error.to_string().contains("FIFO"), "{error}");
         let error = read_capped(Path::new("/dev/zero"), 4096, true).unwrap_err();
-        assert!(error.to_string().contains("device"), "{error}");
+        assert_eq!(
+            error.to_string(),
+            "is a character device, not a regular file"
+        );
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&small, &link).unwrap();
-        assert_eq!(read_capped(&link, 4096, true).unwrap(), b"1234");
+        assert_eq!(read_capped(&link, 4096, true).unwrap().0, b"1234");
         let error = read_capped(&link, 4096, false).unwrap_err();
         assert!(error.to_string().contains("symbolic link"), "{error}");
     }

@@ -5,7 +5,8 @@
 //! Every problem of a file is reported at once, with the file and, where
 //! there is one, the line and column; one bad file never stops the others.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::ffi::OsStr;
 use std::fmt;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -15,10 +16,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::files::{self, CappedReadError};
 use crate::healthcheck;
-use crate::json::{self, Object, Position};
+use crate::json::{self, Echo, Object, Position, describe};
 use crate::redacted::Redacted;
-use crate::schedule::{self, Schedule, describe_json};
+use crate::schedule::{self, Schedule};
 
 /// Every key a job file may have, spelled as the original spelled them.
 pub const KNOWN_KEYS: &[&str] = &[
@@ -37,6 +39,17 @@ pub const KNOWN_KEYS: &[&str] = &[
     "Healthcheck",
     "UnlockStale",
 ];
+
+/// Keys whose values may hold secrets: S3 keys in `Env`, the check's UUID in
+/// a `Healthcheck` URL. A problem with one names the file, the position, the
+/// key and what was expected, never the value (SPEC §9), since problems go
+/// to the log, `/queue` and `--check`.
+pub const SECRET_KEYS: &[&str] = &["Env", "Healthcheck"];
+
+/// The most a job file may hold. Job files are read on the supervisor
+/// thread, and a real one is a few hundred bytes: a bigger one is a mistake
+/// (or a link to `/dev/zero`), not a job.
+pub const MAX_JOB_FILE_BYTES: u64 = 1 << 20;
 
 /// Keys the Go original put in `/queue` and accepted back from files; they are
 /// runtime state, so we ignore them (with a warning).
@@ -224,8 +237,10 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Entry>, DirError> {
         if name.starts_with('.') || !name.ends_with(".json") || name == ".json" {
             continue;
         }
-        // Follows symlinks: a link to a file is a job, a directory is not.
-        if fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+        // Follows symlinks: a link to a directory is not a job. A FIFO or a
+        // device named *.json is listed, so that `load_file` can say why it
+        // is no job instead of leaving the user to wonder.
+        if fs::metadata(&path).is_ok_and(|m| !m.is_dir()) {
             paths.push(path);
         }
     }
@@ -260,6 +275,111 @@ fn not_safe(meta: &fs::Metadata) -> Option<String> {
     None
 }
 
+/// Reads a job file on the supervisor thread without ever blocking there:
+/// only a regular file is read, and at most [`MAX_JOB_FILE_BYTES`] of it.
+/// Returns the bytes and the metadata of what was read; an error is a
+/// message for a [`Problem`].
+fn read_job_file(path: &Path) -> Result<(Vec<u8>, fs::Metadata), String> {
+    files::read_capped(path, MAX_JOB_FILE_BYTES, true).map_err(|e| match e {
+        CappedReadError::Io(e) => format!("cannot read the file: {e}"),
+        CappedReadError::NotRegular(what) => {
+            format!("this is {what}, not a regular file; a job file must be a regular file")
+        }
+        CappedReadError::TooLarge { cap } => format!(
+            "the file is larger than {}, the most a job file may hold",
+            files::size(cap)
+        ),
+        // Links are followed.
+        CappedReadError::Link => format!("cannot read the file: {e}"),
+    })
+}
+
+/// Whether this process runs as root, the case where the programs a job
+/// names must be safe from other users.
+fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The file that running `program` with `job_dir` as the working directory
+/// would execute, as `std::process::Command` finds it: a name with a `/` is
+/// a path (relative ones from `job_dir`), a bare name is looked up in
+/// `search_path` (the job's `PATH`, else the daemon's). `None` when no such
+/// file exists: starting it will fail, and the run says so.
+pub fn resolve_program(
+    program: &str,
+    job_dir: &Path,
+    search_path: Option<&OsStr>,
+) -> Option<PathBuf> {
+    if program.contains('/') {
+        let path = job_dir.join(program);
+        return path.exists().then_some(path);
+    }
+    // execvp's default when PATH is not set at all.
+    let search_path = search_path.unwrap_or(OsStr::new("/bin:/usr/bin"));
+    std::env::split_paths(search_path)
+        .map(|dir| job_dir.join(dir).join(program))
+        .find(|candidate| {
+            fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
+        })
+}
+
+/// Why a root daemon must not run `program` (`ResticPath`, and the hook
+/// commands to come): someone other than root could change what it runs.
+/// That is the case when the file does not belong to root or is writable by
+/// group or others, or when a directory on its way (as written, or after
+/// following links) belongs to someone else or is writable by everyone
+/// without the sticky bit, since whoever may rename entries in a directory
+/// may put another file in its place. Each problem says how to fix it.
+pub fn program_problems_for_root(program: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    let shown = program.display();
+    let Ok(meta) = fs::metadata(program) else {
+        return problems;
+    };
+    if meta.uid() != 0 {
+        problems.push(format!(
+            "{shown} belongs to uid {}, not root, and a root daemon runs it; \
+             run chown root {shown}",
+            meta.uid()
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        problems.push(format!(
+            "{shown} is writable by other users (mode {mode:04o}), and a root daemon runs it; \
+             run chmod go-w {shown}"
+        ));
+    }
+    let mut directories = BTreeSet::new();
+    if let Ok(written) = std::path::absolute(program) {
+        directories.extend(written.ancestors().skip(1).map(Path::to_path_buf));
+    }
+    if let Ok(real) = fs::canonicalize(program) {
+        directories.extend(real.ancestors().skip(1).map(Path::to_path_buf));
+    }
+    for directory in &directories {
+        let Ok(meta) = fs::metadata(directory) else {
+            continue;
+        };
+        let mode = meta.mode() & 0o7777;
+        let dir = directory.display();
+        if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+            problems.push(format!(
+                "{shown} is in {dir}, which everyone may write to (mode {mode:04o}), and a \
+                 root daemon runs it; run chmod o-w {dir}, or move the program"
+            ));
+        } else if meta.uid() != 0 {
+            problems.push(format!(
+                "{shown} is in {dir}, which belongs to uid {}, not root, and a root daemon \
+                 runs it; move the program to a directory of root's",
+                meta.uid()
+            ));
+        }
+    }
+    problems
+}
+
 /// Loads one job file on its own (set checks are [`validate_set`]'s).
 pub fn load_file(path: &Path) -> Entry {
     let stem = path
@@ -277,10 +397,10 @@ pub fn load_file(path: &Path) -> Entry {
         position,
         message,
     };
-    let text = match fs::read(path) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(e) => {
-            entry.job = Err(vec![problem(None, format!("cannot read the file: {e}"))]);
+    let (text, meta) = match read_job_file(path) {
+        Ok((bytes, meta)) => (String::from_utf8_lossy(&bytes).into_owned(), meta),
+        Err(message) => {
+            entry.job = Err(vec![problem(None, message)]);
             return entry;
         }
     };
@@ -295,7 +415,7 @@ pub fn load_file(path: &Path) -> Entry {
     let Some(map) = value.as_object() else {
         let message = format!(
             "a job file must hold a JSON object, not {}",
-            describe_json(&value)
+            describe(&value)
         );
         entry.job = Err(vec![problem(None, message)]);
         return entry;
@@ -312,14 +432,14 @@ pub fn load_file(path: &Path) -> Entry {
         };
         entry.warnings.push(problem(unknown.position, message));
     }
-    let meta = fs::metadata(path).ok();
     let mut parser = Parser {
         object: &object,
+        text: &text,
         path,
         problems: Vec::new(),
     };
     let job = parser.job(&entry.name);
-    if let Some(why) = meta.as_ref().and_then(not_safe) {
+    if let Some(why) = not_safe(&meta) {
         parser
             .problems
             .push(problem(None, format!("the job file {why}")));
@@ -334,24 +454,66 @@ pub fn load_file(path: &Path) -> Entry {
     entry
 }
 
+/// Why a key's value was refused.
+struct Refusal {
+    /// The key inside the value that is at fault (a variable of `Env`),
+    /// exactly as written, to find its position.
+    inner: Option<String>,
+    /// Whether `inner` may be named: a key such as `AWS_SECRET_ACCESS_KEY=…`
+    /// holds a secret itself.
+    name_inner: bool,
+    message: String,
+}
+
+/// Every reason a key's value was refused.
+struct Refusals(Vec<Refusal>);
+
+impl From<String> for Refusals {
+    fn from(message: String) -> Refusals {
+        Refusals(vec![Refusal {
+            inner: None,
+            name_inner: false,
+            message,
+        }])
+    }
+}
+
 /// Reads typed fields out of a job object, collecting every problem.
 struct Parser<'a, 'o> {
     object: &'a Object<'o>,
+    /// The file's text, to find the position of a nested key.
+    text: &'a str,
     path: &'a Path,
     problems: Vec<Problem>,
 }
 
 impl Parser<'_, '_> {
-    fn field<T>(
+    /// Converts `key`'s value when the file has it. `convert` learns from
+    /// the [`Echo`] whether its messages may quote the value: not for
+    /// [`SECRET_KEYS`].
+    fn field<T, E: Into<Refusals>>(
         &mut self,
         key: &str,
-        convert: impl FnOnce(&Value) -> Result<T, String>,
+        convert: impl FnOnce(&Value, Echo) -> Result<T, E>,
     ) -> Option<T> {
-        let (value, position) = self.object.get(key)?;
-        match convert(value) {
+        let (spelled, value, position) = self.object.entry(key)?;
+        match convert(value, Echo::for_key(key, SECRET_KEYS)) {
             Ok(v) => Some(v),
-            Err(message) => {
-                self.error(position, format!("{key}: {message}"));
+            Err(refusals) => {
+                for refusal in refusals.into().0 {
+                    let (name, position) = match &refusal.inner {
+                        Some(inner) => (
+                            if refusal.name_inner {
+                                format!("{key}.{}", key_name(inner))
+                            } else {
+                                key.to_string()
+                            },
+                            json::key_position(self.text, &[spelled, inner]).or(position),
+                        ),
+                        None => (key.to_string(), position),
+                    };
+                    self.error(position, format!("{name}: {}", refusal.message));
+                }
                 None
             }
         }
@@ -366,21 +528,39 @@ impl Parser<'_, '_> {
     }
 
     fn string(&mut self, key: &str) -> Option<String> {
-        self.field(key, |v| match v {
+        self.field(key, |v, echo| match v {
             Value::String(s) => Ok(s.clone()),
-            other => Err(format!("expected a string, found {}", describe_json(other))),
+            other => Err(format!("expected a string, found {}", echo.found(other))),
         })
     }
 
     fn bool(&mut self, key: &str) -> bool {
-        self.field(key, |v| match v {
+        self.field(key, |v, echo| match v {
             Value::Bool(b) => Ok(*b),
             other => Err(format!(
                 "expected true or false, found {}",
-                describe_json(other)
+                echo.found(other)
             )),
         })
         .unwrap_or(false)
+    }
+
+    /// Reports `program` (the value of `key`) when a root daemon must not
+    /// run it (see [`program_problems_for_root`]). It is found as running
+    /// it would find it: from the job directory, or on the job's `PATH`.
+    fn check_program_for_root(&mut self, key: &str, program: &str, env: &BTreeMap<String, String>) {
+        let job_dir = self.path.parent().unwrap_or(Path::new("."));
+        let search_path = env
+            .get("PATH")
+            .map(std::ffi::OsString::from)
+            .or_else(|| std::env::var_os("PATH"));
+        let Some(resolved) = resolve_program(program, job_dir, search_path.as_deref()) else {
+            return;
+        };
+        let position = self.object.get(key).and_then(|(_, p)| p);
+        for why in program_problems_for_root(&resolved) {
+            self.error(position, format!("{key}: {why}"));
+        }
     }
 
     fn job(&mut self, stem: &str) -> Option<Job> {
@@ -397,20 +577,24 @@ impl Parser<'_, '_> {
             })
             .ok();
         let schedule = self
-            .field("regularTimer", schedule::parse_schedule)
+            .field("regularTimer", |v, _| schedule::parse_schedule(v))
             .flatten();
-        let retry_timer = self.field("retryTimer", schedule::parse_duration).flatten();
+        let retry_timer = self
+            .field("retryTimer", |v, _| schedule::parse_duration(v))
+            .flatten();
         let max_failed_retries = self
-            .field("maxFailedRetries", |v| {
+            .field("maxFailedRetries", |v, echo| {
                 v.as_i64()
-                    .ok_or_else(|| format!("expected a whole number, found {}", describe_json(v)))
+                    .ok_or_else(|| format!("expected a whole number, found {}", echo.found(v)))
             })
             .unwrap_or(0);
         let next_job_raw = self
             .object
             .get("NextJob")
             .map_or(Value::Null, |(v, _)| v.clone());
-        let next_jobs = self.field("NextJob", parse_next_jobs).unwrap_or_default();
+        let next_jobs = self
+            .field("NextJob", |v, _| parse_next_jobs(v))
+            .unwrap_or_default();
         let username = self.string("Username");
         let service = self.string("Service");
         let keyring = match (username, service) {
@@ -441,16 +625,27 @@ impl Parser<'_, '_> {
                 );
                 None
             }
-            Some(_) => self.field("ResticArguments", string_list),
+            Some(_) => self.field("ResticArguments", |v, _| string_list(v)),
         };
-        let env = self.field("Env", string_map).unwrap_or_default();
-        let timeout = self.field("Timeout", schedule::parse_duration).flatten();
+        let env = self.field("Env", environment).unwrap_or_default();
+        if !restic_path.is_empty() && running_as_root() {
+            self.check_program_for_root("ResticPath", &restic_path, &env);
+        }
+        let timeout = self
+            .field("Timeout", |v, _| schedule::parse_duration(v))
+            .flatten();
         let stop_after_failed_retries = self.bool("StopAfterFailedRetries");
         let healthcheck = self
-            .field("Healthcheck", |v| match v {
+            .field("Healthcheck", |v, echo| match v {
                 Value::String(url) if url.is_empty() => Ok(String::new()),
-                Value::String(url) => healthcheck::validate_url(url).map(|()| url.clone()),
-                other => Err(format!("expected a URL, found {}", describe_json(other))),
+                Value::String(url) => healthcheck::validate_url(url)
+                    .map(|()| url.clone())
+                    .map_err(|why| match echo {
+                        // The path of a ping URL is the check's secret.
+                        Echo::TypeOnly => why.replace(&format!("{url:?}"), "the URL"),
+                        Echo::Value => why,
+                    }),
+                other => Err(format!("expected a URL, found {}", echo.found(other))),
             })
             .filter(|url| !url.is_empty());
         let unlock_stale = self.bool("UnlockStale");
@@ -483,7 +678,7 @@ fn parse_next_jobs(value: &Value) -> Result<Vec<JobName>, String> {
         other => {
             return Err(format!(
                 "expected a job name or a list of job names, found {}",
-                describe_json(other)
+                describe(other)
             ));
         }
     };
@@ -494,7 +689,7 @@ fn string_list(value: &Value) -> Result<Vec<String>, String> {
     let Value::Array(items) = value else {
         return Err(format!(
             "expected a list of strings, found {}",
-            describe_json(value)
+            describe(value)
         ));
     };
     items
@@ -504,29 +699,77 @@ fn string_list(value: &Value) -> Result<Vec<String>, String> {
             Value::String(s) => Ok(s.clone()),
             other => Err(format!(
                 "item {i} should be a string, found {}",
-                describe_json(other)
+                describe(other)
             )),
         })
         .collect()
 }
 
-fn string_map(value: &Value) -> Result<BTreeMap<String, String>, String> {
+/// `Env`: variable names and their values, every bad one reported. It may
+/// hold S3 keys, so with [`Echo::TypeOnly`] no value is ever quoted, and a
+/// name only up to a `=` (what follows may be a secret pasted into it).
+fn environment(value: &Value, echo: Echo) -> Result<BTreeMap<String, String>, Refusals> {
     let Value::Object(map) = value else {
         return Err(format!(
             "expected an object of strings such as {{\"AWS_ACCESS_KEY_ID\": \"…\"}}, found {}",
-            describe_json(value)
-        ));
+            echo.found(value)
+        )
+        .into());
     };
-    map.iter()
-        .map(|(k, v)| match v {
-            Value::String(s) if !k.is_empty() && !k.contains('=') => Ok((k.clone(), s.clone())),
-            Value::String(_) => Err(format!("{k:?} is not a valid variable name")),
-            other => Err(format!(
-                "{k} should be a string, found {}",
-                describe_json(other)
+    let mut env = BTreeMap::new();
+    let mut refusals = Vec::new();
+    for (name, value) in map {
+        let refuse = |name_inner, message| Refusal {
+            inner: Some(name.clone()),
+            name_inner,
+            message,
+        };
+        if let Some((before, _)) = name.split_once('=') {
+            refusals.push(refuse(
+                false,
+                format!(
+                    "the variable name {}=… holds a \"=\"; write it as {{\"NAME\": \"value\"}}",
+                    key_name(before)
+                ),
+            ));
+            continue;
+        }
+        if name.is_empty() || name.contains('\0') {
+            refusals.push(refuse(
+                true,
+                "a variable name cannot be empty or hold a NUL byte".into(),
+            ));
+            continue;
+        }
+        match value {
+            Value::String(s) if s.contains('\0') => refusals.push(refuse(
+                true,
+                "the value holds a NUL byte, which no environment variable can".into(),
             )),
-        })
-        .collect()
+            Value::String(s) => {
+                env.insert(name.clone(), s.clone());
+            }
+            other => refusals.push(refuse(
+                true,
+                format!("expected a string, found {}", echo.found(other)),
+            )),
+        }
+    }
+    if refusals.is_empty() {
+        Ok(env)
+    } else {
+        Err(Refusals(refusals))
+    }
+}
+
+/// A key inside a value as a problem names it: plain when it is a plain
+/// name (`AWS_SECRET_ACCESS_KEY`), quoted otherwise.
+fn key_name(key: &str) -> String {
+    if !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        key.to_string()
+    } else {
+        format!("{key:?}")
+    }
 }
 
 /// The checks that need every job: unique names, `NextJob`s that exist, and
@@ -808,5 +1051,225 @@ mod tests {
             text.contains("writable by other users (mode 0666)"),
             "{text}"
         );
+    }
+
+    /// Values no problem may quote: each holds the sentinel.
+    const SENTINEL: &str = "918273645";
+
+    #[test]
+    fn problems_with_secret_keys_never_quote_the_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let values = [
+            SENTINEL.to_string(),
+            format!("\"{SENTINEL}\""),
+            format!("\"ftp://hc.example/{SENTINEL}\""),
+            format!("\"https:///{SENTINEL}\""),
+            format!("[\"{SENTINEL}\"]"),
+            format!("{{\"AWS_SECRET_ACCESS_KEY\": {SENTINEL}}}"),
+            format!("{{\"AWS_SECRET_ACCESS_KEY\": [\"{SENTINEL}\"]}}"),
+            format!("{{\"AWS_SECRET_ACCESS_KEY={SENTINEL}\": \"\"}}"),
+            format!("{{\"K\": \"{SENTINEL}\\u0000\"}}"),
+        ];
+        for key in SECRET_KEYS {
+            let mut refused = 0;
+            for value in &values {
+                let text = format!("{{\"ResticArguments\": [\"x\"], \"{key}\": {value}}}");
+                let path = write(dir.path(), "secret.json", &text);
+                let problems = errors(&load_file(&path));
+                assert!(!problems.contains(SENTINEL), "{key}: {value}: {problems}");
+                refused += usize::from(problems.contains(&format!(": {key}")));
+            }
+            assert!(
+                refused >= 3,
+                "{key}: too few values refused to prove anything"
+            );
+        }
+    }
+
+    #[test]
+    fn env_problems_name_each_variable_where_it_stands() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "s3.json",
+            "{\n  \"ResticArguments\": [\"x\"],\n  \"env\": {\"AWS_ACCESS_KEY_ID\": \"AKIA\",\n    \
+             \"AWS_SECRET_ACCESS_KEY\": 12345678, \"a b\": true,\n    \"TOKEN=abc\": \"\"}\n}",
+        );
+        let text = errors(&load_file(&path));
+        let lines: Vec<&str> = text.lines().collect();
+        let file = path.display();
+        assert_eq!(
+            lines,
+            [
+                format!("{file}:4:5: Env.AWS_SECRET_ACCESS_KEY: expected a string, found a number"),
+                format!(
+                    "{file}:5:5: Env: the variable name TOKEN=… holds a \"=\"; write it as {{\"NAME\": \"value\"}}"
+                ),
+                format!("{file}:4:40: Env.\"a b\": expected a string, found a boolean"),
+            ],
+        );
+    }
+
+    #[test]
+    fn a_bad_healthcheck_url_is_described_without_its_secret_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "hc.json",
+            r#"{"ResticArguments": ["x"], "Healthcheck": "ftp://hc-ping.com/uuid-123"}"#,
+        );
+        let text = errors(&load_file(&path));
+        assert!(
+            text.ends_with("hc.json:1:28: Healthcheck: the URL is not an http:// or https:// URL"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_schedule_under_a_second_names_the_file_key_and_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "fast.json",
+            r#"{"ResticArguments": ["x"], "regularTimer": "1ms", "retryTimer": "1ms"}"#,
+        );
+        let text = errors(&load_file(&path));
+        assert_eq!(
+            text,
+            format!(
+                "{}:1:28: regularTimer: \"1ms\" is shorter than 1 s, the shortest interval allowed",
+                path.display()
+            )
+        );
+    }
+
+    /// Runs `load_file` on a thread of its own and fails when it does not
+    /// return within a few seconds.
+    fn load_file_bounded(path: &Path) -> Entry {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let path = path.to_path_buf();
+        std::thread::spawn(move || sender.send(load_file(&path)));
+        receiver
+            .recv_timeout(Duration::from_secs(5))
+            .expect("load_file returned")
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.json");
+        let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o644) }, 0);
+        let text = errors(&load_file_bounded(&fifo));
+        assert!(
+            text.ends_with(
+                "fifo.json: this is a FIFO, not a regular file; a job file must be a regular file"
+            ),
+            "{text}"
+        );
+        let names: Vec<String> = load_dir(dir.path())
+            .unwrap()
+            .iter()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["fifo.json"]);
+    }
+
+    #[test]
+    fn a_file_over_the_limit_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        // A valid job padded with spaces to `size` bytes.
+        let padded = |size: u64| {
+            let head = r#"{"ResticArguments": ["x"]"#;
+            format!("{head}{}}}", " ".repeat(size as usize - head.len() - 1))
+        };
+        let big = write(dir.path(), "big.json", &padded(MAX_JOB_FILE_BYTES + 1));
+        let text = errors(&load_file(&big));
+        assert!(
+            text.ends_with("big.json: the file is larger than 1 MiB, the most a job file may hold"),
+            "{text}"
+        );
+        let fits = write(dir.path(), "fits.json", &padded(MAX_JOB_FILE_BYTES));
+        let entry = load_file(&fits);
+        assert!(entry.job.is_ok(), "{}", errors(&entry));
+    }
+
+    fn is_root() -> bool {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    #[test]
+    fn programs_others_may_change_are_refused_for_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let program = write(dir.path(), "restic", "#!/bin/sh\n");
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+        // Not root (a developer's machine), the only problems are owners.
+        let owners_only = |problems: Vec<String>| -> Vec<String> {
+            problems
+                .into_iter()
+                .filter(|p| is_root() || !p.contains("not root"))
+                .collect()
+        };
+        assert_eq!(owners_only(program_problems_for_root(&program)), [""; 0]);
+
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o775)).unwrap();
+        let shown = program.display();
+        assert_eq!(
+            owners_only(program_problems_for_root(&program)),
+            [format!(
+                "{shown} is writable by other users (mode 0775), and a root daemon runs it; \
+                 run chmod go-w {shown}"
+            )]
+        );
+
+        let open = dir.path().join("open");
+        fs::create_dir(&open).unwrap();
+        let inside = write(&open, "restic", "#!/bin/sh\n");
+        fs::set_permissions(&inside, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        let problems = owners_only(program_problems_for_root(&inside));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains(&format!(
+                "is in {}, which everyone may write to (mode 0777)",
+                open.display()
+            )),
+            "{problems:?}"
+        );
+        // The sticky bit keeps others from replacing root's files (/tmp).
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o1777)).unwrap();
+        assert_eq!(owners_only(program_problems_for_root(&inside)), [""; 0]);
+        // A link is followed: the directory of its target counts too.
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&inside, &link).unwrap();
+        assert_eq!(owners_only(program_problems_for_root(&link)).len(), 1);
+    }
+
+    #[test]
+    fn programs_are_found_as_running_them_finds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        fs::create_dir(&bin).unwrap();
+        let program = write(&bin, "my-restic", "#!/bin/sh\n");
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+        let path_var = OsStr::new("/nonexistent:bin");
+        let job_dir = dir.path();
+        assert_eq!(
+            resolve_program("bin/my-restic", job_dir, None),
+            Some(job_dir.join("bin/my-restic"))
+        );
+        assert_eq!(
+            resolve_program(program.to_str().unwrap(), Path::new("/elsewhere"), None),
+            Some(program.clone())
+        );
+        assert_eq!(
+            resolve_program("my-restic", job_dir, Some(path_var)),
+            Some(job_dir.join("bin/my-restic"))
+        );
+        assert_eq!(resolve_program("my-restic", job_dir, None), None);
+        assert_eq!(resolve_program("bin/missing", job_dir, None), None);
     }
 }

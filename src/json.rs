@@ -1,6 +1,7 @@
 //! Case-insensitive JSON objects that remember where each key stands, so that
 //! job and config files can say "file:line:column: key: what is wrong".
 
+use std::collections::HashMap;
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -44,6 +45,61 @@ fn strip_position(message: &str) -> String {
     }
 }
 
+/// What an error message may say about a value it did not expect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Echo {
+    /// Its type and the value itself: `number 1.5`, `string "soon"`.
+    Value,
+    /// Its type alone (`a number`), for keys that hold secrets: an S3 key
+    /// typed as a number must not reach the log, `/queue` or `--check`.
+    TypeOnly,
+}
+
+impl Echo {
+    /// [`Echo::TypeOnly`] for a key of `secret` (any case), else
+    /// [`Echo::Value`].
+    pub fn for_key(key: &str, secret: &[&str]) -> Echo {
+        if secret.iter().any(|s| s.eq_ignore_ascii_case(key)) {
+            Echo::TypeOnly
+        } else {
+            Echo::Value
+        }
+    }
+
+    /// `v` for "expected …, found {}".
+    pub fn found(self, v: &Value) -> String {
+        match self {
+            Echo::Value => describe(v),
+            Echo::TypeOnly => describe_type(v).into(),
+        }
+    }
+}
+
+/// A JSON value's type and content, for error messages: `number 1.5`,
+/// `string "soon"`, `an array`.
+pub fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("boolean {b}"),
+        Value::Number(n) => format!("number {n}"),
+        Value::String(s) => format!("string {s:?}"),
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+/// A JSON value's type alone: `a number`, `a string`.
+pub fn describe_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// The members of a JSON object, looked up without regard to case (as the Go
 /// original's decoder did). With keys that differ only in case, the last one
 /// wins, as with duplicate keys in the original.
@@ -55,28 +111,33 @@ impl<'a> Object<'a> {
     /// Wraps `map`; `text` is the document it came from when `map` is the
     /// top-level object (for positions), `None` for nested objects.
     pub fn new(map: &'a Map<String, Value>, text: Option<&str>) -> Object<'a> {
-        let positions = text.map(top_level_key_positions).unwrap_or_default();
+        // With duplicate keys the last one's position counts, as its value
+        // does in `map`.
+        let positions: HashMap<String, Position> = text
+            .map(top_level_key_positions)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         let entries = map
             .iter()
-            .map(|(key, value)| {
-                let position = positions
-                    .iter()
-                    .rev()
-                    .find(|(k, _)| k == key)
-                    .map(|(_, p)| *p);
-                (key.as_str(), value, position)
-            })
+            .map(|(key, value)| (key.as_str(), value, positions.get(key).copied()))
             .collect();
         Object { entries }
     }
 
     /// The value of `key` (any case) and where it stands.
     pub fn get(&self, key: &str) -> Option<(&'a Value, Option<Position>)> {
+        self.entry(key).map(|(_, v, p)| (v, p))
+    }
+
+    /// `key` (any case) as the file spells it, its value and where it
+    /// stands.
+    pub fn entry(&self, key: &str) -> Option<(&'a str, &'a Value, Option<Position>)> {
         self.entries
             .iter()
             .rev()
             .find(|(k, _, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v, p)| (*v, *p))
+            .copied()
     }
 
     /// Keys that are not in `known`, each with a "did you mean" suggestion
@@ -141,15 +202,51 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The keys of the top-level object of a valid JSON document with their
-/// positions, in order. Only called on text serde_json accepted, so the
-/// scanner can be simple: it only has to skip strings and nested values.
+/// positions, in order.
 fn top_level_key_positions(text: &str) -> Vec<(String, Position)> {
-    let bytes = text.as_bytes();
     let mut keys = Vec::new();
-    let mut depth = 0usize;
+    let mut cursor = Cursor::default();
+    scan_keys(text, |path, key, offset| {
+        if path.is_empty() {
+            keys.push((key.to_string(), cursor.advance_to(text, offset)));
+        }
+    });
+    keys
+}
+
+/// Where the key at `path` stands in a valid JSON document: `["Env",
+/// "AWS_SECRET_ACCESS_KEY"]` is a key of the object under the top-level key
+/// `Env`; an array's items are named by their index (`"0"`). Keys are
+/// compared exactly; with duplicate keys the last one counts, as in
+/// `serde_json`'s map.
+pub fn key_position(text: &str, path: &[&str]) -> Option<Position> {
+    let (last, parents) = path.split_last()?;
+    let mut found = None;
+    scan_keys(text, |at, key, offset| {
+        if key == *last && at.len() == parents.len() && at.iter().zip(parents).all(|(a, b)| a == b)
+        {
+            found = Some(offset);
+        }
+    });
+    found.map(|offset| Cursor::default().advance_to(text, offset))
+}
+
+/// Calls `visit(path, key, offset)` for every object key of a valid JSON
+/// document, in order, where `path` leads from the top-level object to the
+/// object that holds `key` and `offset` is where the key's `"` stands. Only called on text serde_json accepted, so the
+/// scanner can be simple: it only has to tell keys from values.
+fn scan_keys(text: &str, mut visit: impl FnMut(&[String], &str, usize)) {
+    /// An open object (the key whose value we are in, and whether the next
+    /// string is a key) or array (the index of the current item).
+    enum Open {
+        Object { key: String, expecting_key: bool },
+        Array { index: usize },
+    }
+    let bytes = text.as_bytes();
+    let mut open: Vec<Open> = Vec::new();
+    // The names of the values we are in, one fewer than `open`.
+    let mut path: Vec<String> = Vec::new();
     let mut i = 0;
-    // After `{` or `,` at depth 1 the next string is a key.
-    let mut expecting_key = false;
     while i < bytes.len() {
         match bytes[i] {
             b'"' => {
@@ -158,34 +255,73 @@ fn top_level_key_positions(text: &str) -> Vec<(String, Position)> {
                 while i < bytes.len() && bytes[i] != b'"' {
                     i += if bytes[i] == b'\\' { 2 } else { 1 };
                 }
-                if depth == 1 && expecting_key {
-                    let raw = &text[start..=i.min(bytes.len() - 1)];
-                    if let Ok(key) = serde_json::from_str::<String>(raw) {
-                        keys.push((key, position_of(text, start)));
+                if let Some(Open::Object { key, expecting_key }) = open.last_mut() {
+                    if *expecting_key {
+                        let raw = &text[start..=i.min(bytes.len() - 1)];
+                        if let Ok(decoded) = serde_json::from_str::<String>(raw) {
+                            visit(&path, &decoded, start);
+                            *key = decoded;
+                        }
+                        *expecting_key = false;
                     }
-                    expecting_key = false;
                 }
             }
             b'{' | b'[' => {
-                depth += 1;
-                expecting_key = depth == 1 && bytes[i] == b'{';
+                match open.last() {
+                    Some(Open::Object { key, .. }) => path.push(key.clone()),
+                    Some(Open::Array { index }) => path.push(index.to_string()),
+                    None => {}
+                }
+                open.push(if bytes[i] == b'{' {
+                    Open::Object {
+                        key: String::new(),
+                        expecting_key: true,
+                    }
+                } else {
+                    Open::Array { index: 0 }
+                });
             }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            b',' if depth == 1 => expecting_key = true,
+            b'}' | b']' => {
+                open.pop();
+                path.pop();
+            }
+            b',' => match open.last_mut() {
+                Some(Open::Object { expecting_key, .. }) => *expecting_key = true,
+                Some(Open::Array { index }) => *index += 1,
+                None => {}
+            },
             _ => {}
         }
         i += 1;
     }
-    keys
 }
 
-fn position_of(text: &str, offset: usize) -> Position {
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    Position {
-        line,
-        column: before[line_start..].chars().count() + 1,
+/// A position in a text that moves forward only, so that positioning every
+/// key of a document costs one pass over it, not one per key (a 1 MiB job
+/// file may hold a hundred thousand keys).
+#[derive(Default)]
+struct Cursor {
+    offset: usize,
+    line: usize,
+    column: usize,
+}
+
+impl Cursor {
+    /// The position of byte `offset` (not before the last one asked for).
+    fn advance_to(&mut self, text: &str, offset: usize) -> Position {
+        for c in text[self.offset..offset].chars() {
+            if c == '\n' {
+                self.line += 1;
+                self.column = 0;
+            } else {
+                self.column += 1;
+            }
+        }
+        self.offset = offset;
+        Position {
+            line: self.line + 1,
+            column: self.column + 1,
+        }
     }
 }
 
@@ -210,6 +346,35 @@ mod tests {
         let unknown = object.unknown_keys(&["JobName", "retryTimer"]);
         assert_eq!(unknown.len(), 1);
         assert_eq!(unknown[0].key, "Nested");
+    }
+
+    #[test]
+    fn nested_keys_are_found_where_they_stand() {
+        let text = "{\"Env\": {\"A\": \"x\",\n  \"B\": 1},\n \"Notify\": [{\"Url\": 1}, {\"Url\": 2,\n\"Headers\": {\"B\": 3}}],\n \"B\": 4}";
+        parse(text).unwrap();
+        let at = |line, column| Some(Position { line, column });
+        assert_eq!(key_position(text, &["Env", "B"]), at(2, 3));
+        assert_eq!(key_position(text, &["Notify", "1", "Url"]), at(3, 26));
+        assert_eq!(
+            key_position(text, &["Notify", "1", "Headers", "B"]),
+            at(4, 13)
+        );
+        assert_eq!(key_position(text, &["B"]), at(5, 2));
+        assert_eq!(key_position(text, &["Env", "C"]), None);
+        assert_eq!(key_position(text, &["Notify", "0", "Headers", "B"]), None);
+        // With duplicates, the last one counts, as its value does.
+        let twice = "{\"Env\": {\"A\": 1, \"A\": 2}}";
+        assert_eq!(key_position(twice, &["Env", "A"]), at(1, 18));
+    }
+
+    #[test]
+    fn secret_keys_echo_the_type_only() {
+        let value = serde_json::json!(12345);
+        assert_eq!(Echo::for_key("env", &["Env"]).found(&value), "a number");
+        assert_eq!(
+            Echo::for_key("Timeout", &["Env"]).found(&value),
+            "number 12345"
+        );
     }
 
     #[test]

@@ -121,7 +121,10 @@ pub enum ErrorKind {
     /// This many entries match, and their passwords differ.
     Ambiguous(usize),
     NotUtf8,
+    /// `store` was given an empty password.
     EmptyPassword,
+    /// The entry exists and holds an empty password.
+    EmptyEntry,
     /// The keyring refused access.
     Refused(String),
     Failed(String),
@@ -145,7 +148,7 @@ impl KeyringError {
         let other_backend = "or use the kernel keyring instead (\"Keyring\": \"keyutils\" in the \
                              config, --backend keyutils for rckeyutil)";
         match &self.kind {
-            ErrorKind::NoEntry => {
+            ErrorKind::NoEntry | ErrorKind::EmptyEntry => {
                 let mut hint = format!(
                     "store it with: rckeyutil --backend {} set {} {}",
                     self.backend.flag(),
@@ -200,6 +203,12 @@ impl fmt::Display for KeyringError {
                 f,
                 "no password for service {service:?}, user {username:?} in the {backend}"
             )?;
+        } else if self.kind == ErrorKind::EmptyEntry {
+            write!(
+                f,
+                "the keyring entry for service {service:?}, user {username:?} in the {backend} \
+                 is empty, and an empty password is no password"
+            )?;
         } else {
             let doing = match self.operation {
                 Operation::Read => "cannot read",
@@ -207,7 +216,7 @@ impl fmt::Display for KeyringError {
                 Operation::Delete => "cannot delete",
             };
             let why = match &self.kind {
-                ErrorKind::NoEntry => unreachable!("handled above"),
+                ErrorKind::NoEntry | ErrorKind::EmptyEntry => unreachable!("handled above"),
                 ErrorKind::NoSessionBus(detail) => format!("no D-Bus session bus ({detail})"),
                 ErrorKind::NoSecretService => "no Secret Service on the session bus".into(),
                 ErrorKind::Locked => "the keyring is locked".into(),
@@ -264,14 +273,22 @@ impl Keyring {
         }
     }
 
-    /// Reads the password of `service`/`username`.
+    /// Reads the password of `service`/`username`. An empty entry is an
+    /// error like a missing one: restic must never run with an empty
+    /// password (SPEC §9), whoever stored it (`secret-tool` takes one).
     pub fn lookup(&self, service: &str, username: &str) -> Result<Password, KeyringError> {
-        self.with_store(Operation::Read, service, username, |store| match store {
-            Store::SecretService(ss) => ss_lookup(ss, service, username),
-            Store::Keyutils => keyutils_credential(service, username)?
-                .get_secret()
-                .map_err(kernel_error)
-                .and_then(Password::from_bytes),
+        self.with_store(Operation::Read, service, username, |store| {
+            let password = match store {
+                Store::SecretService(ss) => ss_lookup(ss, service, username),
+                Store::Keyutils => keyutils_credential(service, username)?
+                    .get_secret()
+                    .map_err(kernel_error)
+                    .and_then(Password::from_bytes),
+            }?;
+            if password.expose().is_empty() {
+                return Err(ErrorKind::EmptyEntry);
+            }
+            Ok(password)
         })
         .map(|(password, _)| password)
     }
@@ -680,6 +697,17 @@ mod tests {
                  the session bus); store it with"
             ),
             "{auto}"
+        );
+    }
+
+    #[test]
+    fn an_empty_entry_says_so_and_how_to_fill_it() {
+        let empty = error(Backend::SecretService, ErrorKind::EmptyEntry).to_string();
+        assert_eq!(
+            empty,
+            "the keyring entry for service \"restic-repo1\", user \"it's me\" in the Secret \
+             Service (secret-service) is empty, and an empty password is no password; store it \
+             with: rckeyutil --backend secret-service set restic-repo1 'it'\\''s me'"
         );
     }
 

@@ -18,7 +18,7 @@ use crate::process::Spec;
 const OTHER_PASSWORD_SOURCES: &[&str] = &["RESTIC_PASSWORD_FILE", "RESTIC_PASSWORD_COMMAND"];
 
 /// A repository file holds one location; more than this is not one.
-const MAX_REPOSITORY_FILE: usize = 4 * 1024;
+const MAX_REPOSITORY_FILE: u64 = 4 * 1024;
 /// How long reading a repository file may take (it may sit on a network
 /// mount that is down).
 const REPOSITORY_FILE_TIME: Duration = Duration::from_secs(5);

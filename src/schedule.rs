@@ -12,6 +12,7 @@ use jiff::tz::TimeZone;
 use serde_json::Value;
 
 use crate::cron::Calendar;
+use crate::json::describe;
 
 /// When a job runs by itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,7 +141,7 @@ pub fn parse_duration(value: &Value) -> Result<Option<Duration>, String> {
         Value::String(s) => parse_duration_str(s).map_err(|e| format!("{e} in {s:?}")),
         other => Err(format!(
             "expected whole seconds or a duration string such as \"90s\", found {}",
-            describe_json(other)
+            describe(other)
         )),
     }
 }
@@ -165,14 +166,22 @@ fn parse_duration_str(s: &str) -> Result<Option<Duration>, String> {
     }
 }
 
+/// The shortest interval a `regularTimer` may have. The Go original took
+/// `"1ms"` and ran restic a thousand times a second; nobody backs up more
+/// often than every second on purpose (SPEC §2).
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Parses a `regularTimer` value. `Ok(None)` means "only when triggered"
-/// (absent, zero or negative).
+/// (absent, zero or negative). An interval under [`MIN_INTERVAL`] is an
+/// error.
 pub fn parse_schedule(value: &Value) -> Result<Option<Schedule>, String> {
+    let too_short = || format!("{value} is shorter than 1 s, the shortest interval allowed");
     if let Value::String(s) = value {
         let s = s.trim();
         if let Some(every) = s.strip_prefix("@every") {
             return match parse_duration_str(every) {
-                Ok(Some(d)) if !d.is_zero() => Ok(Some(Schedule::Interval(d))),
+                Ok(Some(d)) if d >= MIN_INTERVAL => Ok(Some(Schedule::Interval(d))),
+                Ok(Some(d)) if !d.is_zero() => Err(too_short()),
                 Ok(_) => Err(format!("@every needs a positive duration in {s:?}")),
                 Err(e) => Err(format!("{e} in {s:?}")),
             };
@@ -185,20 +194,10 @@ pub fn parse_schedule(value: &Value) -> Result<Option<Schedule>, String> {
                 .map_err(|e| e.to_string());
         }
     }
-    Ok(parse_duration(value)?
-        .filter(|d| !d.is_zero())
-        .map(Schedule::Interval))
-}
-
-/// A short description of a JSON value's type and content for error messages.
-pub fn describe_json(v: &Value) -> String {
-    match v {
-        Value::Null => "null".into(),
-        Value::Bool(b) => format!("boolean {b}"),
-        Value::Number(n) => format!("number {n}"),
-        Value::String(s) => format!("string {s:?}"),
-        Value::Array(_) => "an array".into(),
-        Value::Object(_) => "an object".into(),
+    match parse_duration(value)? {
+        Some(d) if d.is_zero() => Ok(None),
+        Some(d) if d < MIN_INTERVAL => Err(too_short()),
+        d => Ok(d.map(Schedule::Interval)),
     }
 }
 
@@ -357,8 +356,10 @@ mod tests {
             (json!("24h"), Some(Duration::from_secs(86400))),
             (json!("1d 12h"), Some(Duration::from_secs(129_600))),
             (json!("90min"), Some(Duration::from_secs(5400))),
-            (json!("250ms"), Some(Duration::from_millis(250))),
+            (json!("1500ms"), Some(Duration::from_millis(1500))),
+            (json!("1s"), Some(Duration::from_secs(1))),
             (json!("@every 2s"), Some(Duration::from_secs(2))),
+            (json!("@every 1000ms"), Some(Duration::from_secs(1))),
             (json!(0), None),
             (json!(-1), None),
             (json!("-1"), None),
@@ -388,6 +389,25 @@ mod tests {
                 .contains("\"soon\"")
         );
         assert!(parse_schedule(&json!(1.5)).unwrap_err().contains("1.5"));
+    }
+
+    #[test]
+    fn intervals_under_a_second_are_refused_with_the_value() {
+        for value in ["1ms", "999ms", "@every 500ms", " @every 1ms "] {
+            let err = parse_schedule(&json!(value)).unwrap_err();
+            assert_eq!(
+                err,
+                format!(
+                    "{} is shorter than 1 s, the shortest interval allowed",
+                    json!(value)
+                ),
+            );
+        }
+        // Retries stay as short as asked: retry_deadline spaces them.
+        assert_eq!(
+            parse_duration(&json!("1ms")),
+            Ok(Some(Duration::from_millis(1)))
+        );
     }
 
     #[test]
@@ -612,5 +632,10 @@ mod tests {
         assert_eq!(retry_deadline(Duration::ZERO, start, start), ts(1));
         assert_eq!(retry_deadline(Duration::ZERO, start, ts(5)), ts(5));
         assert_eq!(retry_deadline(HOUR, start, ts(5)), ts(3605));
+        // A run that fails at once with a 1 ms timer: the next attempt is a
+        // second after this one started, not a millisecond after it ended.
+        let millis = Duration::from_millis(1);
+        let ended = add(start, Duration::from_millis(3));
+        assert_eq!(retry_deadline(millis, start, ended), ts(1));
     }
 }

@@ -13,12 +13,12 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::files;
+use crate::files::{self, CappedReadError};
 use crate::json::Object;
 use crate::schedule::Saved;
 
 /// A state file is a few hundred bytes; anything much larger is not ours.
-const MAX_STATE_FILE: usize = 64 * 1024;
+const MAX_STATE_FILE: u64 = 64 * 1024;
 
 /// What a job persists.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -88,8 +88,8 @@ pub fn path(dir: &Path, job: &str) -> PathBuf {
 /// there) or grow without bound, and a link is not followed.
 pub fn read(path: &Path) -> Result<Option<State>, String> {
     let bytes = match files::read_capped(path, MAX_STATE_FILE, false) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Ok((bytes, _)) => bytes,
+        Err(CappedReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
     // The original never truncated the file, so stale bytes may follow the

@@ -17,11 +17,8 @@ fn job_shows_the_full_status_and_the_runs_newest_first() {
             json!({"retryTimer": "1h", "maxFailedRetries": 2}),
         ),
     );
-    // Runs every 20 ms, so it soon has more runs than /job keeps.
-    env.write_job(
-        "busy",
-        &env.fake_job("busy", &["out=busy"], json!({"regularTimer": "20ms"})),
-    );
+    // Triggered 25 times below, so it has more runs than /job keeps.
+    env.write_job("busy", &env.fake_job("busy", &["out=busy"], json!({})));
     let daemon = env.start();
     daemon.get("/trigger?name=j");
     daemon.wait_outcome("j", "failure");
@@ -66,6 +63,12 @@ fn job_shows_the_full_status_and_the_runs_newest_first() {
     }
     assert!(rfc3339_ms(&oldest["end"]) <= rfc3339_ms(&newest["start"]));
 
+    for n in 1..=25 {
+        daemon.get("/trigger?name=busy");
+        daemon.wait_for(&format!("run {n} of busy"), |_| {
+            (env.spans("busy").len() >= n).then_some(())
+        });
+    }
     daemon.wait_for("25 runs of busy", |_| {
         (env.spans("busy").len() >= 25).then_some(())
     });

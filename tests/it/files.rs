@@ -3,11 +3,14 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
 
 use serde_json::json;
 
-use crate::support::{DAEMON, TestEnv};
+use crate::support::{DAEMON, PATIENCE, TestEnv};
 
 fn daemon(args: &[&str]) -> (i32, String, String) {
     let output = Command::new(DAEMON)
@@ -303,4 +306,288 @@ fn without_home_the_defaults_are_errors_not_paths_under_the_root() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// `restic-cronned --check` on `env`'s job directory: its exit code and
+/// stdout. Bounded by [`PATIENCE`], so a check that hangs fails the test
+/// instead of hanging it.
+fn check(env: &TestEnv) -> (i32, String) {
+    let child = Command::new(DAEMON)
+        .arg("--config")
+        .arg(&env.config)
+        .arg("--check")
+        .arg(&env.jobs)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the daemon");
+    let pid = child.id();
+    let (sender, receiver) = mpsc::channel();
+    thread::spawn(move || sender.send(child.wait_with_output()));
+    match receiver.recv_timeout(PATIENCE) {
+        Ok(Ok(output)) => (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        ),
+        Ok(Err(e)) => panic!("--check: {e}"),
+        Err(_) => {
+            // SAFETY: plain syscall on our own child, which the thread
+            // above reaps once it dies.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+            panic!("--check did not finish");
+        }
+    }
+}
+
+/// The one line of `out` that mentions `file`.
+fn line_about<'a>(out: &'a str, file: &Path) -> &'a str {
+    let name = file.display().to_string();
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains(&name)).collect();
+    assert_eq!(lines.len(), 1, "one line about {name}:\n{out}");
+    lines[0]
+}
+
+/// The `error` of job `name` in `/queue`, which must be invalid.
+fn invalid_error(daemon: &crate::support::Daemon, name: &str) -> String {
+    let job = daemon.job(name);
+    assert_eq!(job["status"], "invalid", "{job}");
+    job["error"].as_str().unwrap_or("").to_string()
+}
+
+#[test]
+fn a_secret_of_the_wrong_type_is_named_by_its_key_never_shown() {
+    let env = TestEnv::new();
+    let secret = "918273645";
+    let s3 = env.write_job_text(
+        "s3",
+        &format!(
+            "{{\n  \"ResticArguments\": [\"snapshots\"],\n  \"Env\": {{\"AWS_SECRET_ACCESS_KEY\": {secret}}}\n}}\n"
+        ),
+    );
+    let ping = env.write_job_text(
+        "ping",
+        &format!(
+            "{{\n  \"ResticArguments\": [\"snapshots\"],\n  \"Healthcheck\": \"ftp://hc-ping.com/{secret}\"\n}}\n"
+        ),
+    );
+    let want_s3 = format!(
+        "{}:3:11: Env.AWS_SECRET_ACCESS_KEY: expected a string, found a number",
+        s3.display()
+    );
+    let want_ping = format!(
+        "{}:3:3: Healthcheck: the URL is not an http:// or https:// URL",
+        ping.display()
+    );
+
+    let (code, out) = check(&env);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(line_about(&out, &s3), format!("error: {want_s3}"));
+    assert_eq!(line_about(&out, &ping), format!("error: {want_ping}"));
+
+    let daemon = env.start();
+    assert_eq!(invalid_error(&daemon, "s3"), want_s3);
+    assert_eq!(invalid_error(&daemon, "ping"), want_ping);
+    let (_, queue) = daemon.get("/queue");
+    daemon.wait_stderr(&want_s3);
+    daemon.wait_stderr(&want_ping);
+    let stderr = daemon.stderr();
+    drop(daemon);
+    let log = fs::read_to_string(env.logs.join("restic-cronned.log")).unwrap();
+    assert!(log.contains(&want_s3) && log.contains(&want_ping), "{log}");
+    for (place, text) in [
+        ("--check", &out),
+        ("/queue", &queue),
+        ("stderr", &stderr),
+        ("the log file", &log),
+    ] {
+        assert!(!text.contains(secret), "the secret is in {place}:\n{text}");
+    }
+}
+
+#[test]
+fn an_interval_under_a_second_is_refused_naming_the_file_and_the_value() {
+    let env = TestEnv::new();
+    let fast = env.write_job(
+        "fast",
+        &env.fake_job("fast", &[], json!({"regularTimer": "1ms"})),
+    );
+    let every = env.write_job(
+        "every",
+        &env.fake_job("every", &[], json!({"regularTimer": "@every 500ms"})),
+    );
+    // A second is enough, and a retry timer may be shorter: retries are
+    // spaced a second apart by the scheduler.
+    env.write_job(
+        "second",
+        &env.fake_job(
+            "second",
+            &[],
+            json!({"regularTimer": "@every 1s", "retryTimer": "1ms"}),
+        ),
+    );
+    let (code, out) = check(&env);
+    assert_eq!(code, 1, "{out}");
+    for (file, value) in [(&fast, r#""1ms""#), (&every, r#""@every 500ms""#)] {
+        let line = line_about(&out, file);
+        let want =
+            format!("regularTimer: {value} is shorter than 1 s, the shortest interval allowed");
+        assert!(
+            line.starts_with(&format!("error: {}:", file.display())) && line.ends_with(&want),
+            "{line}"
+        );
+    }
+    assert!(out.contains("ok: second"), "{out}");
+
+    let daemon = env.start();
+    assert!(
+        invalid_error(&daemon, "fast")
+            .ends_with(r#"regularTimer: "1ms" is shorter than 1 s, the shortest interval allowed"#)
+    );
+    assert!(invalid_error(&daemon, "every").contains(r#""@every 500ms" is shorter than 1 s"#));
+    assert!(env.starts("fast").is_empty() && env.starts("every").is_empty());
+}
+
+/// A copy of the fake restic at `path` with `mode`.
+fn copy_fake(env: &TestEnv, path: &Path, mode: u32) {
+    fs::copy(&env.fake, path).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn a_restic_path_other_users_may_change_makes_a_root_daemons_job_invalid() {
+    let env = TestEnv::new();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let open = env.dir.path().join("open-restic");
+    copy_fake(&env, &open, 0o777);
+    let shared = env.dir.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    let in_shared = shared.join("restic");
+    copy_fake(&env, &in_shared, 0o755);
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).unwrap();
+    // Relative to the job directory, where restic runs.
+    let bin = env.jobs.join("bin");
+    fs::create_dir(&bin).unwrap();
+    copy_fake(&env, &bin.join("restic"), 0o775);
+    for (name, restic) in [
+        ("open", json!(open)),
+        ("shared", json!(in_shared)),
+        ("relative", json!("bin/restic")),
+    ] {
+        let mut job = env.fake_job(name, &[], json!({}));
+        job["ResticPath"] = restic;
+        env.write_job(name, &job);
+    }
+    env.write_job("safe", &env.fake_job("safe", &[], json!({})));
+
+    let (code, out) = check(&env);
+    if !root {
+        // The rule is a root daemon's; anyone else's may run what it owns.
+        assert_eq!(code, 0, "{out}");
+        return;
+    }
+    let relative = env.jobs.join("bin/restic");
+    let wants = [
+        (
+            "open",
+            format!(
+                "ResticPath: {0} is writable by other users (mode 0777), and a root daemon runs \
+                 it; run chmod go-w {0}",
+                open.display()
+            ),
+        ),
+        (
+            "shared",
+            format!(
+                "ResticPath: {} is in {1}, which everyone may write to (mode 0777), and a root \
+                 daemon runs it; run chmod o-w {1}, or move the program",
+                in_shared.display(),
+                shared.display()
+            ),
+        ),
+        (
+            "relative",
+            format!(
+                "ResticPath: {0} is writable by other users (mode 0775), and a root daemon runs \
+                 it; run chmod go-w {0}",
+                relative.display()
+            ),
+        ),
+    ];
+    assert_eq!(code, 1, "{out}");
+    for (name, want) in &wants {
+        let line = line_about(&out, &env.jobs.join(format!("{name}.json")));
+        assert!(line.ends_with(want.as_str()), "{line}\nwanted: {want}");
+    }
+    assert!(out.contains("ok: safe"), "{out}");
+
+    let daemon = env.start();
+    for (name, want) in &wants {
+        let error = invalid_error(&daemon, name);
+        assert!(error.ends_with(want.as_str()), "{error}");
+    }
+    daemon.get("/trigger?name=safe");
+    daemon.wait_outcome("safe", "success");
+    assert!(env.starts("open").is_empty() && env.starts("relative").is_empty());
+}
+
+#[test]
+fn a_fifo_a_device_or_a_huge_file_is_named_and_hangs_nothing() {
+    let env = TestEnv::new();
+    env.write_job("fine", &env.fake_job("fine", &[], json!({})));
+    let fifo = env.jobs.join("fifo.json");
+    let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o644) }, 0);
+    let zero = env.jobs.join("zero.json");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let huge = env.write_job_text(
+        "huge",
+        &format!("{{\"ResticArguments\": [\"x\"]{}}}", " ".repeat(1 << 20)),
+    );
+    let wants = [
+        (
+            &fifo,
+            "this is a FIFO, not a regular file; a job file must be a regular file",
+        ),
+        (
+            &zero,
+            "this is a character device, not a regular file; a job file must be a regular file",
+        ),
+        (
+            &huge,
+            "the file is larger than 1 MiB, the most a job file may hold",
+        ),
+    ];
+
+    let (code, out) = check(&env);
+    assert_eq!(code, 1, "{out}");
+    for (file, want) in wants {
+        assert_eq!(
+            line_about(&out, file),
+            format!("error: {}: {want}", file.display())
+        );
+    }
+    assert!(out.contains("ok: fine"), "{out}");
+
+    // Starting means answering /healthz (`start` waits for it).
+    let daemon = env.start();
+    for (file, want) in wants {
+        let name = file.file_stem().unwrap().to_str().unwrap();
+        assert_eq!(
+            invalid_error(&daemon, name),
+            format!("{}: {want}", file.display())
+        );
+    }
+    let (status, body) = daemon.get("/reload");
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains(&format!("{}: this is a FIFO", fifo.display())),
+        "{body}"
+    );
+    assert_eq!(daemon.get("/reload?name=fine").0, 200);
+    assert_eq!(daemon.get("/healthz"), (200, "ok\n".to_string()));
 }

@@ -330,7 +330,7 @@ fn a_repository_file_that_would_block_fails_only_its_own_run() {
         (
             "zero",
             Path::new("/dev/zero"),
-            "is a device, not a regular file",
+            "is a character device, not a regular file",
         ),
         ("big", &big, "is larger than 4 KiB"),
     ];

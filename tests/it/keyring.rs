@@ -847,6 +847,71 @@ fn a_missing_entry_or_keyring_fails_the_run_and_restic_never_starts() {
     assert!(record.is_empty(), "restic started: {record}");
 }
 
+#[test]
+fn an_empty_secret_service_entry_fails_the_run_like_a_missing_one() {
+    let bus = SecretService::start();
+    // secret-tool stores an empty password (rckeyutil refuses to).
+    let store = [
+        "store",
+        "--label",
+        "x",
+        "service",
+        "blank-repo",
+        "username",
+        "u",
+    ];
+    bus.secret_tool(&store, "")
+        .assert_code(0, "secret-tool store");
+    let lookup = bus.secret_tool(&["lookup", "service", "blank-repo", "username", "u"], "");
+    assert_eq!(lookup.assert_code(0, "the entry is there").stdout, "");
+    let env = TestEnv::with_config(json!({"Keyring": "secret-service"}));
+    let keyring = json!({"Service": "blank-repo", "Username": "u"});
+    env.write_job("blank", &env.fake_job("blank", ENV_ARGS, keyring));
+    let daemon = start_daemon(&env, &[("DBUS_SESSION_BUS_ADDRESS", bus.address.as_ref())]);
+
+    daemon.get("/trigger?name=blank");
+    // Whatever the outcome: a run with an empty password would be a success.
+    let job = daemon.wait_for("a run of blank", |d| {
+        let job = d.job("blank");
+        (job["lastRun"]["outcome"].is_string() && job["status"] != "working").then_some(job)
+    });
+    assert!(
+        env.starts("blank").is_empty(),
+        "restic ran with an empty password: {:?}",
+        recorded_env(&env, "blank")
+    );
+    assert_eq!(job["lastRun"]["outcome"], "failure", "{job}");
+    let error = job["lastRun"]["error"].as_str().unwrap();
+    assert_eq!(
+        error,
+        "the keyring entry for service \"blank-repo\", user \"u\" in the Secret Service \
+         (secret-service) is empty, and an empty password is no password; store it with: \
+         rckeyutil --backend secret-service set blank-repo u; restic was not started"
+    );
+    // rckeyutil reads it the same way.
+    let got = rckeyutil(
+        Some(&bus),
+        &["--backend", "secret-service", "get", "blank-repo", "u"],
+        "",
+    );
+    assert!(got.assert_code(1, "get an empty entry").stdout.is_empty());
+    assert!(got.stderr.contains("is empty"), "{got:#?}");
+
+    // Set as the error says, the next run has its password.
+    rckeyutil(
+        Some(&bus),
+        &["--backend", "secret-service", "set", "blank-repo", "u"],
+        "now a password\n",
+    )
+    .assert_code(0, "rckeyutil set");
+    daemon.get("/trigger?name=blank");
+    daemon.wait_outcome("blank", "success");
+    assert_eq!(
+        recorded_env(&env, "blank")[0],
+        "RESTIC_PASSWORD=now a password"
+    );
+}
+
 /// A restic repository in `dir`, made with `password`, and data to back up.
 fn init_repository(dir: &Path, password: &str) -> (PathBuf, PathBuf) {
     let repo = dir.join("repo");

@@ -114,13 +114,16 @@ fn an_unreachable_ping_url_delays_nothing() {
         &env.fake_job(
             "steady",
             &[],
-            json!({"regularTimer": "200ms", "Healthcheck": format!("http://{addr}/x")}),
+            json!({"Healthcheck": format!("http://{addr}/x")}),
         ),
     );
     let daemon = env.start();
-    daemon.wait_for("five runs", |_| {
-        (env.starts("steady").len() >= 5).then_some(())
-    });
+    for n in 1..=5 {
+        daemon.get("/trigger?name=steady");
+        daemon.wait_for(&format!("run {n}"), |_| {
+            (env.spans("steady").len() >= n).then_some(())
+        });
+    }
     let starts = env.starts("steady");
     let span = starts[4] - starts[0];
     assert!(
