@@ -9,6 +9,8 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt}
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
 /// A directory of ours (`StateDir`, `LogDir`) that cannot be used safely.
 #[derive(Debug)]
 pub enum DirError {
@@ -216,33 +218,45 @@ pub fn read_capped(
     Ok((bytes, metadata))
 }
 
-/// [`read_capped`] (following links) on a thread of its own, given up after
-/// `limit`: a file on a dead network mount blocks in the kernel, and only
-/// the reading thread, which ends whenever the kernel lets it, may wait for
-/// it.
-pub fn read_capped_within(
-    path: &Path,
-    cap: u64,
-    limit: Duration,
-) -> Result<Vec<u8>, CappedReadError> {
-    let (sender, answer) = crossbeam_channel::bounded(1);
-    let owned = path.to_path_buf();
-    std::thread::Builder::new()
-        .name("file-read".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            let _ = sender.send(read_capped(&owned, cap, true).map(|(bytes, _)| bytes));
+/// A [`read_capped`] (following links) on a thread of its own: a file on a
+/// dead network mount blocks in the kernel, and only this thread waits for
+/// it. Its owner keeps a read that did not answer in time and waits on it
+/// again rather than starting another, so a file that never answers costs
+/// one thread, not one per attempt. The thread is not joined: it may sit in
+/// an uninterruptible read until the mount comes back.
+pub struct SlowRead {
+    pub path: PathBuf,
+    answer: Receiver<Result<Vec<u8>, CappedReadError>>,
+}
+
+impl SlowRead {
+    pub fn start(path: &Path, cap: u64) -> Result<SlowRead, CappedReadError> {
+        let (sender, answer) = crossbeam_channel::bounded(1);
+        let owned = path.to_path_buf();
+        std::thread::Builder::new()
+            .name("file-read".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let _ = sender.send(read_capped(&owned, cap, true).map(|(bytes, _)| bytes));
+            })
+            .map_err(CappedReadError::Io)?;
+        Ok(SlowRead {
+            path: path.to_path_buf(),
+            answer,
         })
-        .map_err(CappedReadError::Io)?;
-    answer.recv_timeout(limit).unwrap_or_else(|_| {
-        Err(CappedReadError::Io(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!(
-                "no answer within {} s (a network mount that is down?)",
-                limit.as_secs()
-            ),
-        )))
-    })
+    }
+
+    /// The file's content, or the read itself back when it has not
+    /// answered within `limit`.
+    pub fn wait(self, limit: Duration) -> Result<Result<Vec<u8>, CappedReadError>, SlowRead> {
+        match self.answer.recv_timeout(limit) {
+            Ok(answer) => Ok(answer),
+            Err(RecvTimeoutError::Timeout) => Err(self),
+            Err(RecvTimeoutError::Disconnected) => Ok(Err(CappedReadError::Io(io::Error::other(
+                "the reading thread ended without an answer",
+            )))),
+        }
+    }
 }
 
 /// Opens `path` for appending without following a link, creating it with
@@ -285,6 +299,21 @@ mod tests {
         assert_eq!(read_capped(&link, 4096, true).unwrap().0, b"1234");
         let error = read_capped(&link, 4096, false).unwrap_err();
         assert!(error.to_string().contains("symbolic link"), "{error}");
+    }
+
+    #[test]
+    fn a_slow_read_that_did_not_answer_yet_is_waited_on_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("repository");
+        fs::write(&path, "/srv/repo\n").unwrap();
+        let mut read = SlowRead::start(&path, 4096).unwrap();
+        let answer = loop {
+            match read.wait(Duration::ZERO) {
+                Ok(answer) => break answer,
+                Err(pending) => read = pending,
+            }
+        };
+        assert_eq!(answer.unwrap(), b"/srv/repo\n");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use log::{info, warn};
 
 use crate::board::{Board, JobStatus, Outcome, RunRecord, Status};
 use crate::exclusion::{Acquired, Guard, Repositories};
+use crate::files::SlowRead;
 use crate::healthcheck::{Ping, PingSender};
 use crate::job_file::{Job, JobName};
 use crate::keyring::Keyring;
@@ -115,6 +116,7 @@ impl JobHandle {
             repository_source: None,
             repository: None,
             repository_error: None,
+            repository_read: None,
             deadlines: Deadlines::default(),
             current_retry: 0,
             consecutive_failures: 0,
@@ -192,6 +194,8 @@ struct Actor {
     repository: Option<Repository>,
     /// Why the repository file could not be read; fails the run.
     repository_error: Option<String>,
+    /// A read of the repository file that has not answered yet.
+    repository_read: Option<SlowRead>,
     deadlines: Deadlines,
     current_retry: u32,
     consecutive_failures: u32,
@@ -317,7 +321,8 @@ impl Actor {
         let Some(source @ RepositorySource::File(_)) = &self.repository_source else {
             return;
         };
-        let (repository, error) = match source.resolve(&self.context.job_dir) {
+        let read = &mut self.repository_read;
+        let (repository, error) = match source.resolve(&self.context.job_dir, read) {
             Ok(repository) => (Some(repository), None),
             Err(error) => (None, Some(error)),
         };
@@ -714,11 +719,18 @@ impl Actor {
             } else {
                 never()
             };
+            // A restic (or a wrapper script) may close its output long
+            // before it exits: then only the exit ends the run.
+            let lines = if open_pipes > 0 {
+                child.output.clone()
+            } else {
+                never()
+            };
             select! {
-                recv(child.output) -> event => match event {
+                recv(lines) -> event => match event {
                     Ok(Output::Line(stream, line)) => self.output_line(&mut output, stream, &line),
                     Ok(Output::Closed(_)) => open_pipes -= 1,
-                    Err(_) => break,
+                    Err(_) => open_pipes = 0,
                 },
                 recv(exited) -> _ => exited_at = Some(Instant::now()),
                 recv(control) -> msg => {

@@ -275,7 +275,11 @@ fn not_safe(meta: &fs::Metadata) -> Option<String> {
     None
 }
 
-/// Reads a job file on the supervisor thread without ever blocking there:
+/// Problems reported for one key at most (`Env` with thousands of bad
+/// values); the rest are counted.
+const MAX_PROBLEMS_PER_KEY: usize = 10;
+
+/// Reads a job file on the supervisor thread, never waiting on a FIFO or a device:
 /// only a regular file is read, and at most [`MAX_JOB_FILE_BYTES`] of it.
 /// Returns the bytes and the metadata of what was read; an error is a
 /// message for a [`Problem`].
@@ -500,7 +504,11 @@ impl Parser<'_, '_> {
         match convert(value, Echo::for_key(key, SECRET_KEYS)) {
             Ok(v) => Some(v),
             Err(refusals) => {
-                for refusal in refusals.into().0 {
+                let refusals = refusals.into().0;
+                let more = refusals.len().saturating_sub(MAX_PROBLEMS_PER_KEY);
+                // Each position below rescans the file: a bounded number of
+                // them keeps a huge file from stalling the supervisor.
+                for refusal in refusals.into_iter().take(MAX_PROBLEMS_PER_KEY) {
                     let (name, position) = match &refusal.inner {
                         Some(inner) => (
                             if refusal.name_inner {
@@ -513,6 +521,9 @@ impl Parser<'_, '_> {
                         None => (key.to_string(), position),
                     };
                     self.error(position, format!("{name}: {}", refusal.message));
+                }
+                if more > 0 {
+                    self.error(position, format!("{key}: {more} more problem(s) like these"));
                 }
                 None
             }
@@ -1108,6 +1119,19 @@ mod tests {
                 format!("{file}:4:40: Env.\"a b\": expected a string, found a boolean"),
             ],
         );
+    }
+
+    #[test]
+    fn thousands_of_bad_env_values_are_reported_as_ten_and_a_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let env: Vec<String> = (0..20_000).map(|i| format!("\"V{i}\": {i}")).collect();
+        let text = format!("{{\"ResticArguments\": [\"x\"], \"Env\": {{{}}}}}", env.join(",\n"));
+        let path = write(dir.path(), "huge.json", &text);
+        // Each reported position rescans the file: 20 000 of them took 23 s
+        // on the supervisor.
+        let text = errors(&load_file(&path));
+        assert_eq!(text.lines().count(), MAX_PROBLEMS_PER_KEY + 1, "{text}");
+        assert!(text.ends_with("Env: 19990 more problem(s) like these"), "{text}");
     }
 
     #[test]

@@ -313,11 +313,17 @@ pub fn run_bounded(
     let mut exited = child.exited.clone();
     let mut has_exited = false;
     while !(has_exited && open_pipes == 0) {
+        // Output may end long before the child does.
+        let lines = if open_pipes > 0 {
+            child.output.clone()
+        } else {
+            crossbeam_channel::never()
+        };
         crossbeam_channel::select! {
-            recv(child.output) -> output => match output {
+            recv(lines) -> output => match output {
                 Ok(Output::Line(stream, line)) => on_line(stream, &line),
                 Ok(Output::Closed(_)) => open_pipes -= 1,
-                Err(_) => break,
+                Err(_) => open_pipes = 0,
             },
             recv(exited) -> _ => {
                 has_exited = true;
@@ -344,6 +350,7 @@ pub fn describe_status(status: ExitStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn splits_long_lines_and_keeps_short_ones() {
@@ -372,16 +379,29 @@ mod tests {
         assert_eq!(clean(b"caf\xc3\xa9 \xff"), "caf\u{e9} \u{fffd}");
     }
 
-    #[test]
-    fn reports_lines_from_both_pipes_then_exit() {
-        let spec = Spec {
+    fn shell(script: &str) -> Spec {
+        Spec {
             program: "sh".into(),
-            args: vec!["-c".into(), "echo out; echo err >&2; exit 3".into()],
+            args: vec!["-c".into(), script.into()],
             cwd: std::env::temp_dir(),
             env: Vec::new(),
             env_remove: Vec::new(),
-        };
-        let mut child = RunningChild::start(&spec).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_bounded_run_waits_for_the_exit_after_the_output_ends_and_not_past_its_limit() {
+        let quiet = shell("exec >/dev/null 2>&1; sleep 0.2; exit 4");
+        let status = run_bounded(&quiet, Duration::from_secs(20), |_, _| {}).unwrap();
+        assert_eq!(status.code(), Some(4));
+        let hung = shell("exec >/dev/null 2>&1; exec sleep 20");
+        let status = run_bounded(&hung, Duration::from_millis(100), |_, _| {}).unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+    }
+
+    #[test]
+    fn reports_lines_from_both_pipes_then_exit() {
+        let mut child = RunningChild::start(&shell("echo out; echo err >&2; exit 3")).unwrap();
         let mut lines = Vec::new();
         let mut closed = 0;
         while closed < 2 {

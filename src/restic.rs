@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use crate::board::Outcome;
-use crate::files;
+use crate::files::SlowRead;
 use crate::keyring::Password;
 use crate::process::Spec;
 
@@ -137,21 +137,38 @@ pub enum RepositorySource {
 
 impl RepositorySource {
     /// The repository; for a file, its trimmed content, read with a size
-    /// cap and a time bound. `Err` says why the file cannot be used.
-    pub fn resolve(&self, cwd: &Path) -> Result<Repository, String> {
-        match self {
-            RepositorySource::Named(repository) => Ok(repository.clone()),
-            RepositorySource::File(path) => {
-                let bytes =
-                    files::read_capped_within(path, MAX_REPOSITORY_FILE, REPOSITORY_FILE_TIME)
-                        .map_err(|e| format!("repository file {}: {e}", path.display()))?;
-                let content = String::from_utf8_lossy(&bytes);
-                if content.trim().is_empty() {
-                    return Err(format!("repository file {} is empty", path.display()));
-                }
-                Ok(Repository::new(&content, cwd))
+    /// cap and a time bound. `pending` holds a read of the file that has
+    /// not answered yet: it is waited on again instead of starting another.
+    /// `Err` says why the file cannot be used.
+    pub fn resolve(
+        &self,
+        cwd: &Path,
+        pending: &mut Option<SlowRead>,
+    ) -> Result<Repository, String> {
+        let path = match self {
+            RepositorySource::Named(repository) => return Ok(repository.clone()),
+            RepositorySource::File(path) => path,
+        };
+        let failed = |e: &dyn fmt::Display| format!("repository file {}: {e}", path.display());
+        let read = match pending.take() {
+            Some(read) if read.path == *path => read,
+            _ => SlowRead::start(path, MAX_REPOSITORY_FILE).map_err(|e| failed(&e))?,
+        };
+        let bytes = match read.wait(REPOSITORY_FILE_TIME) {
+            Ok(answer) => answer.map_err(|e| failed(&e))?,
+            Err(read) => {
+                *pending = Some(read);
+                return Err(failed(&format_args!(
+                    "no answer within {} s (a network mount that is down?)",
+                    REPOSITORY_FILE_TIME.as_secs()
+                )));
             }
+        };
+        let content = String::from_utf8_lossy(&bytes);
+        if content.trim().is_empty() {
+            return Err(format!("repository file {} is empty", path.display()));
         }
+        Ok(Repository::new(&content, cwd))
     }
 }
 
@@ -292,7 +309,7 @@ mod tests {
         };
         let cwd = Path::new("/nonexistent/jobs");
         repository_source(&strings(args), &job_env, &daemon_env, cwd)
-            .map(|source| source.resolve(cwd).unwrap().to_string())
+            .map(|source| source.resolve(cwd, &mut None).unwrap().to_string())
     }
 
     #[test]
@@ -344,7 +361,7 @@ mod tests {
         let resolve = |args: &[&str], env: &BTreeMap<String, String>| {
             repository_source(&strings(args), env, &none, cwd)
                 .unwrap()
-                .resolve(cwd)
+                .resolve(cwd, &mut None)
         };
         let via_option = resolve(&["--repository-file", &file], &BTreeMap::new());
         let env = BTreeMap::from([("RESTIC_REPOSITORY_FILE".to_string(), file.clone())]);

@@ -450,3 +450,19 @@ fn a_task_limit_makes_new_jobs_invalid_instead_of_taking_the_daemon_down() {
     daemon.signal(libc::SIGTERM);
     assert!(daemon.wait_exit().success());
 }
+
+#[test]
+fn a_restic_that_closes_its_output_early_runs_to_its_end() {
+    // A wrapper used as ResticPath that sends everything to its own log.
+    let env = TestEnv::new();
+    let wrapper = env.dir.path().join("quiet-wrapper");
+    write_script(&wrapper, "#!/bin/sh\nexec >/dev/null 2>&1\nsleep 0.3\nexit 3\n");
+    env.write_job(
+        "quiet",
+        &json!({"JobName": "quiet", "ResticPath": wrapper, "ResticArguments": ["backup"]}),
+    );
+    let daemon = env.start();
+    assert_eq!(daemon.get("/trigger?name=quiet").0, 200);
+    let job = daemon.wait_outcome("quiet", "warning");
+    assert_eq!(job["lastRun"]["exitCode"], 3, "{job}");
+}
