@@ -1,9 +1,13 @@
-//! Repository safety with a fake restic: one restic per repository in
-//! arrival order, parallel runs on different repositories, and the exit
-//! codes and messages of old and new restic.
+//! Repository safety: one restic per repository in arrival order, parallel
+//! runs on different repositories (a fake restic), and the exit codes and
+//! messages of old and new restic, faked and for real with restic 0.14 and
+//! 0.18: a lock held by a live restic, a wrong password, no repository.
+
+use std::io::Write;
 
 use serde_json::json;
 
+use crate::real_restic::{Repo, Restic, last_output, test_with_each_restic};
 use crate::support::TestEnv;
 
 fn overlap(a: (i64, i64), b: (i64, i64)) -> bool {
@@ -215,4 +219,111 @@ fn passwords_in_repository_urls_are_masked_in_the_api() {
             "{path} shows the password: {body}"
         );
     }
+}
+
+test_with_each_restic!(
+    a_lock_held_by_a_live_restic_is_locked_and_unlock_stale_does_not_break_it,
+    a_wrong_password_spends_no_retries_and_a_missing_repository_is_retried,
+);
+
+fn a_lock_held_by_a_live_restic_is_locked_and_unlock_stale_does_not_break_it(restic: &Restic) {
+    let env = TestEnv::new();
+    let repo = Repo::init(&env, restic);
+    // A backup on another machine, say: it runs, holding its lock, until
+    // its stdin closes.
+    let mut outside = repo.spawn_held_backup();
+    repo.wait_for_lock(|| outside.try_wait().unwrap().is_none());
+    // forget needs an exclusive lock. One retry, so the retry rules show.
+    let forget = ["forget", "--keep-last", "1"];
+    let retry = json!({"retryTimer": "50ms", "maxFailedRetries": 1});
+    env.write_job("plain", &repo.job("plain", &forget, retry.clone()));
+    let mut unlocking = repo.job("unlocking", &forget, retry);
+    unlocking["UnlockStale"] = json!(true);
+    env.write_job("unlocking", &unlocking);
+    let daemon = env.start();
+    for name in ["plain", "unlocking"] {
+        assert_eq!(daemon.get(&format!("/trigger?name={name}")).0, 200);
+        // A lock conflict is a failure like any other: it is retried.
+        let job = daemon.wait_for(&format!("{name}: a run and its retry"), |d| {
+            let job = d.job(name);
+            (job["consecutiveFailures"] == 2 && job["status"] == "waiting").then_some(job)
+        });
+        assert_eq!(job["lastRun"]["outcome"], "locked", "{job}");
+        assert_eq!(
+            job["lastRun"]["exitCode"],
+            restic.locked_exit_code(),
+            "{job}"
+        );
+        assert_eq!(job["CurrentRetry"], 0, "retries are used up: {job}");
+        let output = last_output(&daemon, name);
+        assert!(output.contains("repository is already locked"), "{output}");
+    }
+    // `restic unlock` removes stale locks only: the live one stays, and the
+    // outside backup goes on to write its snapshot.
+    assert!(!repo.locks().trim().is_empty(), "a live lock was broken");
+    assert!(outside.try_wait().unwrap().is_none());
+    let mut stdin = outside.stdin.take().unwrap();
+    stdin.write_all(b"-- a database dump\n").unwrap();
+    drop(stdin);
+    let output = outside.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "the outside backup failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(repo.snapshots().len(), 1);
+    // With the repository free, the same job succeeds.
+    daemon.get("/trigger?name=plain");
+    let job = daemon.wait_outcome("plain", "success");
+    assert_eq!(job["consecutiveFailures"], 0, "{job}");
+    assert_eq!(repo.locks().trim(), "");
+}
+
+fn a_wrong_password_spends_no_retries_and_a_missing_repository_is_retried(restic: &Restic) {
+    let env = TestEnv::new();
+    let repo = Repo::init(&env, restic);
+    let retrying = json!({"retryTimer": "50ms", "maxFailedRetries": 2});
+    let wrong_password = env.dir.path().join("wrong-password");
+    std::fs::write(&wrong_password, "Tr0ub4dor&3\n").unwrap();
+    let mut wrong = repo.job("wrong", &["snapshots"], retrying.clone());
+    wrong["Env"]["RESTIC_PASSWORD_FILE"] = json!(wrong_password);
+    env.write_job("wrong", &wrong);
+    let mut missing = repo.job("missing", &["snapshots"], retrying);
+    let nowhere = env.dir.path().join("nowhere").display().to_string();
+    missing["ResticArguments"][1] = json!(nowhere);
+    env.write_job("missing", &missing);
+    let daemon = env.start();
+    for name in ["wrong", "missing"] {
+        assert_eq!(daemon.get(&format!("/trigger?name={name}")).0, 200);
+    }
+    // A missing repository is a failure with restic's exit code, retried.
+    let job = daemon.wait_for("missing: a run and two retries", |d| {
+        let job = d.job("missing");
+        (job["consecutiveFailures"] == 3 && job["status"] == "waiting").then_some(job)
+    });
+    assert_eq!(job["lastRun"]["outcome"], "failure", "{job}");
+    assert_eq!(
+        job["lastRun"]["exitCode"],
+        restic.missing_repository_exit_code(),
+        "{job}"
+    );
+    let output = last_output(&daemon, "missing");
+    assert!(output.contains("unable to open config file"), "{output}");
+    // A wrong password fails as well, but no retry can fix it: by the time
+    // the other job has spent its retries, this one ran once and gave up.
+    let job = daemon.wait_outcome("wrong", "failure");
+    assert_eq!(
+        job["lastRun"]["exitCode"],
+        restic.wrong_password_exit_code(),
+        "{job}"
+    );
+    assert_eq!(job["consecutiveFailures"], 1, "{job}");
+    assert_eq!(job["CurrentRetry"], 0, "{job}");
+    assert!(job["nextRun"].is_null(), "a retry is scheduled: {job}");
+    assert_eq!(daemon.run_starts("wrong").len(), 1, "{job}");
+    let output = last_output(&daemon, "wrong");
+    assert!(
+        output.contains("wrong password or no key found"),
+        "{output}"
+    );
 }
