@@ -153,9 +153,9 @@ pub fn run(args: Args) -> Result<(), Error> {
     limit_malloc_arenas();
     // Everything we write lives in these two; nobody else may plant links
     // in them (SPEC §9).
-    files::check_private_dir("LogDir", &config.log_dir).map_err(|e| Error::Setup(e.to_string()))?;
-    files::check_private_dir("StateDir", &config.state_dir)
-        .map_err(|e| Error::Setup(e.to_string()))?;
+    for (what, dir) in private_dirs(&config) {
+        files::make_private_dir(what, dir).map_err(|e| Error::Setup(e.to_string()))?;
+    }
     logging::init(&config).map_err(|e| Error::Setup(e.to_string()))?;
     match &source {
         Source::File(path) => info!("config from {}", path.display()),
@@ -181,16 +181,31 @@ pub fn run(args: Args) -> Result<(), Error> {
     Daemon::start(config)?.run()
 }
 
+/// The directories the daemon writes to, by their config names.
+fn private_dirs(config: &Config) -> [(&'static str, &std::path::Path); 2] {
+    [("LogDir", &config.log_dir), ("StateDir", &config.state_dir)]
+}
+
 /// `--check`: print every problem; `Err(CheckFailed)` when there are errors.
 fn check(config: &Config, config_warnings: &[String]) -> Result<(), Error> {
     for warning in config_warnings {
         println!("warning: config: {warning}");
     }
+    // A directory that is missing is made at start; one that exists must
+    // pass the start-up checks already.
+    let mut errors = 0;
+    for (what, dir) in private_dirs(config) {
+        if dir.exists()
+            && let Err(e) = files::check_private_dir(what, dir)
+        {
+            println!("error: {e}");
+            errors += 1;
+        }
+    }
     let entries = job_file::load_dir(&config.job_path).map_err(|e| {
         println!("error: {e}");
         Error::CheckFailed
     })?;
-    let mut errors = 0;
     for entry in &entries {
         for warning in &entry.warnings {
             println!("warning: {warning}");

@@ -33,6 +33,10 @@ pub enum DirError {
         path: PathBuf,
         mode: u32,
     },
+    NotWritable {
+        what: &'static str,
+        path: PathBuf,
+    },
 }
 
 impl fmt::Display for DirError {
@@ -53,9 +57,14 @@ impl fmt::Display for DirError {
             ),
             DirError::Writable { what, path, mode } => write!(
                 f,
-                "{what} {} is writable by other users (mode {mode:04o}): they could plant links \
-                 there that the daemon would write through; chmod go-w {}",
+                "{what} {} is writable by other users or its group (mode {mode:04o}): they \
+                 could plant links there that the daemon would write through; chmod go-w {}",
                 path.display(),
+                path.display()
+            ),
+            DirError::NotWritable { what, path } => write!(
+                f,
+                "{what} {} is not writable by the daemon's user; chown it to that user",
                 path.display()
             ),
         }
@@ -65,9 +74,9 @@ impl fmt::Display for DirError {
 impl std::error::Error for DirError {}
 
 /// Makes sure `path` is a directory only the daemon's user (or root) can
-/// write to, creating it (mode 0700) when it is missing. `what` names it in
-/// errors (`StateDir`, `LogDir`).
-pub fn check_private_dir(what: &'static str, path: &Path) -> Result<(), DirError> {
+/// write to, and the daemon can, creating it (mode 0700) when it is
+/// missing. `what` names it in errors (`StateDir`, `LogDir`).
+pub fn make_private_dir(what: &'static str, path: &Path) -> Result<(), DirError> {
     DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -77,24 +86,59 @@ pub fn check_private_dir(what: &'static str, path: &Path) -> Result<(), DirError
             path: path.to_path_buf(),
             source,
         })?;
+    check_private_dir(what, path)
+}
+
+/// The checks of [`make_private_dir`] on a directory that exists, without
+/// creating anything (for `--check`). Group-writable counts as writable by
+/// others: every member of the group could plant links.
+pub fn check_private_dir(what: &'static str, path: &Path) -> Result<(), DirError> {
     let metadata = fs::metadata(path).map_err(|source| DirError::Create {
         what,
         path: path.to_path_buf(),
         source,
     })?;
-    let path = path.to_path_buf();
+    let owned = path.to_path_buf();
     if !metadata.is_dir() {
-        return Err(DirError::NotADirectory { what, path });
+        return Err(DirError::NotADirectory { what, path: owned });
     }
     // SAFETY: geteuid cannot fail and touches no memory.
     let euid = unsafe { libc::geteuid() };
     if metadata.uid() != euid && metadata.uid() != 0 {
         let uid = metadata.uid();
-        return Err(DirError::Owner { what, path, uid });
+        return Err(DirError::Owner {
+            what,
+            path: owned,
+            uid,
+        });
     }
     let mode = metadata.mode() & 0o7777;
     if mode & 0o022 != 0 {
-        return Err(DirError::Writable { what, path, mode });
+        return Err(DirError::Writable {
+            what,
+            path: owned,
+            mode,
+        });
+    }
+    // A directory of root's that the daemon's user cannot write to passes
+    // the checks above, and would fail every write later.
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
+        DirError::NotADirectory {
+            what,
+            path: owned.clone(),
+        }
+    })?;
+    // SAFETY: a valid C string; faccessat only reads it.
+    let allowed = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            libc::W_OK | libc::X_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    if allowed != 0 {
+        return Err(DirError::NotWritable { what, path: owned });
     }
     Ok(())
 }
@@ -320,10 +364,12 @@ mod tests {
     fn private_dirs_are_made_private_and_shared_ones_refused() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("a").join("state");
-        check_private_dir("StateDir", &state).unwrap();
+        assert!(check_private_dir("StateDir", &state).is_err(), "missing");
+        make_private_dir("StateDir", &state).unwrap();
         let mode = fs::metadata(&state).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
-        fs::set_permissions(&state, fs::Permissions::from_mode(0o777)).unwrap();
+        check_private_dir("StateDir", &state).unwrap();
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o770)).unwrap();
         let error = check_private_dir("StateDir", &state)
             .unwrap_err()
             .to_string();
@@ -331,7 +377,7 @@ mod tests {
         assert!(error.contains("chmod go-w"), "{error}");
         let file = dir.path().join("file");
         fs::write(&file, "").unwrap();
-        let error = check_private_dir("LogDir", &file).unwrap_err();
+        let error = make_private_dir("LogDir", &file).unwrap_err();
         assert!(matches!(
             error,
             DirError::Create { .. } | DirError::NotADirectory { .. }

@@ -852,7 +852,9 @@ impl Actor {
                 }
             }
             progress::Line::Summary(summary) => {
-                info!("[{name}] {}", summary.describe());
+                if output.log_limit.admit(line.len()) {
+                    info!("[{name}] {}", summary.describe());
+                }
                 output.summary = Some(summary);
             }
             progress::Line::Other => {

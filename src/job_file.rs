@@ -523,7 +523,10 @@ impl Parser<'_, '_> {
                     self.error(position, format!("{name}: {}", refusal.message));
                 }
                 if more > 0 {
-                    self.error(position, format!("{key}: {more} more problem(s) like these"));
+                    self.error(
+                        position,
+                        format!("{key}: {more} more problem(s) like these"),
+                    );
                 }
                 None
             }
@@ -1125,13 +1128,19 @@ mod tests {
     fn thousands_of_bad_env_values_are_reported_as_ten_and_a_count() {
         let dir = tempfile::tempdir().unwrap();
         let env: Vec<String> = (0..20_000).map(|i| format!("\"V{i}\": {i}")).collect();
-        let text = format!("{{\"ResticArguments\": [\"x\"], \"Env\": {{{}}}}}", env.join(",\n"));
+        let text = format!(
+            "{{\"ResticArguments\": [\"x\"], \"Env\": {{{}}}}}",
+            env.join(",\n")
+        );
         let path = write(dir.path(), "huge.json", &text);
         // Each reported position rescans the file: 20 000 of them took 23 s
         // on the supervisor.
         let text = errors(&load_file(&path));
         assert_eq!(text.lines().count(), MAX_PROBLEMS_PER_KEY + 1, "{text}");
-        assert!(text.ends_with("Env: 19990 more problem(s) like these"), "{text}");
+        assert!(
+            text.ends_with("Env: 19990 more problem(s) like these"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -64,10 +65,14 @@ pub fn init(config: &Config) -> Result<(), LogFileError> {
     // with the options below; opening it once here first turns a link
     // planted at its name into a start-up error instead of a log that
     // silently goes nowhere.
-    files::open_private_append(&path).map_err(|source| LogFileError {
+    let error = |source| LogFileError {
         path: path.clone(),
         source,
-    })?;
+    };
+    let file = files::open_private_append(&path).map_err(error)?;
+    // A log file from before (0644 in v1) becomes private too.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(error)?;
     let mut options = files::private_open_options();
     options.read(true).create(true).append(true);
     let file = FileRotate::new(

@@ -265,6 +265,20 @@ fn state_and_log_dirs_that_others_can_write_are_refused_at_start() {
         assert!(stderr.contains(key), "{stderr}");
         assert!(stderr.contains(&shared.display().to_string()), "{stderr}");
         assert!(stderr.contains("chmod go-w"), "{stderr}");
+        // --check says so before a start would fail.
+        let check = Command::new(DAEMON)
+            .arg("--config")
+            .arg(&env.config)
+            .arg("--check")
+            .arg(&env.jobs)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&check.stdout);
+        assert_eq!(check.status.code(), Some(1), "{stdout}");
+        assert!(
+            stdout.contains(&format!("error: {key} {}", shared.display())),
+            "{stdout}"
+        );
     }
 }
 
@@ -456,7 +470,10 @@ fn a_restic_that_closes_its_output_early_runs_to_its_end() {
     // A wrapper used as ResticPath that sends everything to its own log.
     let env = TestEnv::new();
     let wrapper = env.dir.path().join("quiet-wrapper");
-    write_script(&wrapper, "#!/bin/sh\nexec >/dev/null 2>&1\nsleep 0.3\nexit 3\n");
+    write_script(
+        &wrapper,
+        "#!/bin/sh\nexec >/dev/null 2>&1\nsleep 0.3\nexit 3\n",
+    );
     env.write_job(
         "quiet",
         &json!({"JobName": "quiet", "ResticPath": wrapper, "ResticArguments": ["backup"]}),
