@@ -30,6 +30,18 @@ pub enum Status {
     Invalid,
 }
 
+/// What [`Board::overview`] counts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Overview {
+    pub jobs: usize,
+    pub running: usize,
+    /// Jobs whose last run failed (they have failures in a row).
+    pub failing: usize,
+    pub invalid: usize,
+    /// The waiting job that runs next, and when.
+    pub next: Option<(String, Timestamp)>,
+}
+
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -223,6 +235,33 @@ impl Board {
     /// A copy of every entry, in queue order.
     pub fn snapshot(&self) -> Vec<JobStatus> {
         self.lock().values().cloned().collect()
+    }
+
+    /// Counts over every job, and the next one due, for the service's status
+    /// line; under the lock, without cloning any entry.
+    pub fn overview(&self) -> Overview {
+        let mut overview = Overview::default();
+        for entry in self.lock().values() {
+            overview.jobs += 1;
+            match entry.status {
+                Status::Working => overview.running += 1,
+                Status::Invalid => overview.invalid += 1,
+                Status::Waiting | Status::Stopped => {}
+            }
+            if entry.consecutive_failures > 0 {
+                overview.failing += 1;
+            }
+            let next = entry.next_run.filter(|_| entry.status == Status::Waiting);
+            if let Some(at) = next
+                && overview
+                    .next
+                    .as_ref()
+                    .is_none_or(|(_, soonest)| at < *soonest)
+            {
+                overview.next = Some((entry.name.clone(), at));
+            }
+        }
+        overview
     }
 
     /// The body of `/job?name=NAME`: the job's `/queue` entry plus `runs`,

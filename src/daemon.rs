@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{Receiver, select, unbounded};
+use jiff::Timestamp;
 use log::{error, info, warn};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle as SignalHandle, Signals};
@@ -24,6 +25,7 @@ use crate::job_file::{self, Entry, Job};
 use crate::keyring::{self, Keyring, SessionKeyring};
 use crate::logging;
 use crate::schedule::{self, Saved, Schedule};
+use crate::service::{self, Notifier};
 use crate::state;
 
 pub const USAGE: &str = "\
@@ -307,6 +309,13 @@ struct Daemon {
     /// Removed jobs whose thread may still be stopping restic.
     retiring: Vec<JobHandle>,
     signal_thread: Option<(SignalHandle, JoinHandle<()>)>,
+    /// systemd, when it started us with `Type=notify`.
+    notifier: Notifier,
+    /// Ticks at half the watchdog period when systemd watches us; never
+    /// otherwise. A tick (not a deadline) is right here: a missed beat needs
+    /// no catching up, and a supervisor too busy to take the tick is exactly
+    /// what the watchdog is for.
+    watchdog: Receiver<std::time::Instant>,
     /// Last: it sends the end pings of the runs the shutdown stopped; held
     /// only to be dropped (joined) then.
     _pinger: Pinger,
@@ -370,6 +379,7 @@ impl Daemon {
                 Some(server)
             }
         };
+        let notifier = Notifier::from_env(&|key| std::env::var(key).ok());
         let mut daemon = Daemon {
             context,
             notices,
@@ -379,6 +389,10 @@ impl Daemon {
             slots: BTreeMap::new(),
             retiring: Vec::new(),
             signal_thread: Some((signal_handle, signal_thread)),
+            watchdog: notifier
+                .watchdog_interval()
+                .map_or_else(crossbeam_channel::never, crossbeam_channel::tick),
+            notifier,
             _pinger: pinger,
         };
         let entries =
@@ -394,7 +408,37 @@ impl Daemon {
             .transpose()
             .map_err(|e| Error::Runtime(e.to_string()))?;
         release_free_memory();
+        daemon.tell_systemd("READY=1");
         Ok(daemon)
+    }
+
+    /// Sends `state` (may be empty) to systemd with the current status line.
+    fn tell_systemd(&self, state: &str) {
+        if !self.notifier.is_active() {
+            return;
+        }
+        let status = service::status_line(&self.context.board.overview(), Timestamp::now());
+        let message = if state.is_empty() {
+            format!("STATUS={status}")
+        } else {
+            format!("{state}\nSTATUS={status}")
+        };
+        self.notifier.notify(&message);
+    }
+
+    /// `/reload` (of one job or all) and SIGHUP, with systemd told.
+    fn reload(&mut self, name: Option<&str>) -> Reply {
+        self.tell_systemd("RELOADING=1");
+        let reply = match name {
+            Some(name) => self.reload_one(name),
+            None => {
+                let reply = self.reload_all();
+                release_free_memory();
+                reply
+            }
+        };
+        self.tell_systemd("READY=1");
+        reply
     }
 
     fn run(mut self) -> Result<(), Error> {
@@ -404,6 +448,7 @@ impl Daemon {
                     Ok((command, reply)) => {
                         let answer = self.command(command);
                         let _ = reply.send(answer);
+                        self.tell_systemd("");
                     }
                     // No HTTP server: a disconnected channel is always ready,
                     // so stop selecting on it rather than spin.
@@ -417,9 +462,8 @@ impl Daemon {
                 recv(self.signals) -> msg => match msg {
                     Ok(SIGHUP) => {
                         info!("SIGHUP: reloading the job directory");
-                        let reply = self.reload_all();
+                        let reply = self.reload(None);
                         info!("reload: {}", reply.body.trim_end());
-                        release_free_memory();
                     }
                     Ok(signal) => {
                         info!("signal {signal}: stopping every job");
@@ -427,9 +471,13 @@ impl Daemon {
                     }
                     Err(_) => break,
                 },
+                // From this loop, so systemd hears nothing while the
+                // supervisor is stuck, and restarts it.
+                recv(self.watchdog) -> _ => self.tell_systemd("WATCHDOG=1"),
             }
             self.retiring.retain(|handle| !handle.is_finished());
         }
+        self.tell_systemd("STOPPING=1");
         self.shutdown();
         info!("stopped");
         Ok(())
@@ -498,12 +546,12 @@ impl Daemon {
                 }
                 Reply::done()
             }
-            Command::Reload(None) => {
-                let reply = self.reload_all();
-                release_free_memory();
-                reply
+            Command::Reload(name) => self.reload(name.as_deref()),
+            #[cfg(debug_assertions)]
+            Command::HangSupervisor(how_long) => {
+                thread::sleep(how_long);
+                Reply::done()
             }
-            Command::Reload(Some(name)) => self.reload_one(&name),
             Command::Stop(name)
             | Command::Restart(name)
             | Command::Trigger(name)

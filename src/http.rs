@@ -50,6 +50,11 @@ pub enum Command {
     Reload(Option<String>),
     Trigger(String),
     Remove(String),
+    /// Debug builds only (the tests' binaries): keeps the supervisor busy
+    /// this long, so a test can see the systemd watchdog go quiet while the
+    /// supervisor does not answer. Release builds have no such URL.
+    #[cfg(debug_assertions)]
+    HangSupervisor(Duration),
 }
 
 /// The status page (SPEC §6.4): HTML, CSS and script in one file, with no
@@ -175,6 +180,11 @@ pub fn route(method: &Method, url: &str) -> Route {
         "/reload" => Route::Command(Command::Reload(name)),
         "/trigger" => named(Command::Trigger),
         "/remove" => named(Command::Remove),
+        #[cfg(debug_assertions)]
+        "/debug/hang-supervisor" => match query_param(query, "ms").map(|ms| ms?.parse().ok()) {
+            Ok(Some(ms)) => Route::Command(Command::HangSupervisor(Duration::from_millis(ms))),
+            _ => Route::Refuse(Reply::text(400, "ms: a number of milliseconds")),
+        },
         _ => Route::Refuse(Reply::text(404, "404 page not found")),
     }
 }

@@ -25,6 +25,7 @@ use crate::process::{self, Output, RunningChild, Spec, Stream, describe_status};
 use crate::progress::{self, Summary};
 use crate::restic::{self, Repository, RepositorySource};
 use crate::schedule::{self, Deadlines, Saved};
+use crate::service;
 use crate::state::{self, State};
 
 /// How much of a run's output is kept with its record.
@@ -912,7 +913,11 @@ impl Actor {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            env_remove: Vec::new(),
+            // restic must not talk to systemd in the daemon's name.
+            env_remove: service::NOTIFY_VARIABLES
+                .iter()
+                .map(|key| key.to_string())
+                .collect(),
         }
     }
 }

@@ -22,4 +22,5 @@ pub mod rckeyutil;
 pub mod redacted;
 pub mod restic;
 pub mod schedule;
+pub mod service;
 pub mod state;

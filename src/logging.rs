@@ -6,8 +6,9 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -87,13 +88,80 @@ pub fn init(config: &Config) -> Result<(), LogFileError> {
         Compression::None,
         Some(options),
     );
-    let loggers: Vec<Box<dyn SharedLogger>> = vec![
-        WriteLogger::new(level, format.clone(), io::stderr()),
-        WriteLogger::new(level, format, file),
-    ];
+    let stderr: Box<dyn SharedLogger> = if stderr_is_the_journal() {
+        Box::new(JournalLogger { level })
+    } else {
+        WriteLogger::new(level, format.clone(), io::stderr())
+    };
+    let loggers: Vec<Box<dyn SharedLogger>> = vec![stderr, WriteLogger::new(level, format, file)];
     // A second init (tests calling `run` twice) keeps the first logger.
     let _ = CombinedLogger::init(loggers);
     Ok(())
+}
+
+/// Whether stderr is a stream to journald: systemd then sets
+/// `JOURNAL_STREAM` to its `DEVICE:INODE` (`systemd.exec(5)`); a child whose
+/// stderr was redirected elsewhere inherits the variable, hence the check.
+fn stderr_is_the_journal() -> bool {
+    let Some((device, inode)) = std::env::var("JOURNAL_STREAM").ok().and_then(|value| {
+        let (device, inode) = value.split_once(':')?;
+        Some((device.parse::<u64>().ok()?, inode.parse::<u64>().ok()?))
+    }) else {
+        return false;
+    };
+    let stderr = io::stderr();
+    let Ok(fd) = stderr.as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    std::fs::File::from(fd)
+        .metadata()
+        .is_ok_and(|m| m.dev() == device && m.ino() == inode)
+}
+
+/// Log lines for journald on stderr: a `<N>` syslog priority in front
+/// (`sd-daemon(3)`), so `journalctl -p warning` finds failures, and no
+/// time of our own (the journal keeps its own).
+struct JournalLogger {
+    level: LevelFilter,
+}
+
+impl log::Log for JournalLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= self.level
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let priority = match record.level() {
+            log::Level::Error => 3,
+            log::Level::Warn => 4,
+            log::Level::Info => 6,
+            log::Level::Debug | log::Level::Trace => 7,
+        };
+        // One write per line, so lines of different threads never mix.
+        let line = format!("<{priority}>{}\n", record.args());
+        let _ = io::stderr().lock().write_all(line.as_bytes());
+    }
+
+    fn flush(&self) {
+        let _ = io::stderr().flush();
+    }
+}
+
+impl SharedLogger for JournalLogger {
+    fn level(&self) -> LevelFilter {
+        self.level
+    }
+
+    fn config(&self) -> Option<&simplelog::Config> {
+        None
+    }
+
+    fn as_log(self: Box<Self>) -> Box<dyn log::Log> {
+        self
+    }
 }
 
 /// file-rotate's timestamp suffixes, pruned by age (`MaxAge`) as file-rotate

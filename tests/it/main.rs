@@ -18,4 +18,5 @@ mod real_restic; // backups, forgets, stops and locks with real restic 0.14 and 
 mod repository; // one restic per repository, restic exit codes, UnlockStale
 mod robustness; // thousands of hostile requests and slow clients; the daemon goes on
 mod scheduling; // intervals, state-file start cases, retries, follow-ups
+mod service; // systemd notify and watchdog, journald priorities, without systemd
 mod support; // temp environments, the daemon under test, HTTP client
