@@ -97,11 +97,18 @@ pub fn render(jobs: &[JobStatus]) -> String {
     let mut out = String::with_capacity(256 + jobs.len() * 1024);
     out.push_str("# HELP restic_cronned_up Whether restic-cronned is running.\n");
     out.push_str("# TYPE restic_cronned_up gauge\nrestic_cronned_up 1\n");
-    let names: Vec<String> = jobs.iter().map(|j| label(&j.name)).collect();
+    // Two files with one JobName are both listed (invalid) on the board; a
+    // series may appear only once in an exposition.
+    let mut seen = std::collections::HashSet::new();
+    let jobs: Vec<(&JobStatus, String)> = jobs
+        .iter()
+        .filter(|job| seen.insert(job.name.as_str()))
+        .map(|job| (job, label(&job.name)))
+        .collect();
     for family in FAMILIES {
         let _ = writeln!(out, "# HELP {} {}", family.name, family.help);
         let _ = writeln!(out, "# TYPE {} {}", family.name, family.kind);
-        for (job, name) in jobs.iter().zip(&names) {
+        for (job, name) in &jobs {
             let valid = job.status != Status::Invalid || family.name.ends_with("_invalid");
             if let Some(value) = (family.value)(job).filter(|_| valid) {
                 let _ = writeln!(out, "{}{{job=\"{name}\"}} {value}", family.name);
@@ -114,7 +121,7 @@ pub fn render(jobs: &[JobStatus]) -> String {
         "# HELP {runs} Finished runs since the daemon started, by outcome."
     );
     let _ = writeln!(out, "# TYPE {runs} counter");
-    for (job, name) in jobs.iter().zip(&names) {
+    for (job, name) in jobs.iter().filter(|(job, _)| job.status != Status::Invalid) {
         let counts = job.runs_total;
         for (outcome, count) in [
             ("success", counts.success),
@@ -157,7 +164,10 @@ mod tests {
             output_tail: String::new(),
             summary: None,
         });
-        let text = render(&[invalid, ran]);
+        let text = render(&[invalid.clone(), ran, invalid]);
+        let invalid_line = "restic_cronned_job_invalid{job=\"we\\\"ird\\\\name\\n\"} 1\n";
+        assert_eq!(text.matches(invalid_line).count(), 1, "{text}");
+        assert!(!text.contains("runs_total{job=\"we"), "{text}");
         assert!(text.contains("restic_cronned_up 1\n"));
         assert!(
             text.contains("restic_cronned_job_invalid{job=\"we\\\"ird\\\\name\\n\"} 1\n"),
