@@ -179,7 +179,8 @@ enum Event {
 /// Why a run is ending early.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Interrupt {
-    Stop,
+    /// By a control; says which, for the run's `error`.
+    Stop(&'static str),
     Timeout,
 }
 
@@ -471,17 +472,22 @@ impl Actor {
         // next job touch the repository.
         drop(turn);
         let end = record.end;
-        let detail = match (record.exit_code, &record.error) {
-            (Some(code), _) => format!("exit code {code}"),
-            (None, Some(error)) => error.clone(),
-            (None, None) => String::new(),
+        let exit = match record.exit_code {
+            Some(code) => format!("exit code {code}"),
+            None => "no exit code".into(),
         };
-        info!(
-            "[{}] run ended: {} ({detail}) after {:.3}s",
+        let ended = format!(
+            "[{}] run ended: {} ({exit}) after {:.3}s",
             self.job.name,
             record.outcome.as_str(),
             end.duration_since(record.start).as_secs_f64()
         );
+        // The reason on the same line, at a level a person can filter on.
+        match (&record.error, record.outcome) {
+            (Some(error), Outcome::Stopped) => info!("{ended}: {error}"),
+            (Some(error), _) => warn!("{ended}: {error}"),
+            (None, _) => info!("{ended}"),
+        }
         self.last_run = Some(record.start);
         let outcome = record.outcome;
         if outcome == Outcome::Stopped {
@@ -737,7 +743,12 @@ impl Actor {
                 recv(control) -> msg => {
                     inbox_open = msg.is_ok();
                     if self.defer(msg.ok()) && interrupt.is_none() {
-                        interrupt = Some(Interrupt::Stop);
+                        let by = match self.after_run.last() {
+                            Some(Control::Stop) => "stopped by /stop",
+                            Some(Control::Restart) => "stopped by /restart",
+                            _ => "stopped by the daemon's shutdown, a /remove or a reload",
+                        };
+                        interrupt = Some(Interrupt::Stop(by));
                         info!("[{name}] stopping restic");
                         ladder.begin(&child, self.context.stop_grace);
                     }
@@ -786,25 +797,29 @@ impl Actor {
             ),
             Ok(status) => {
                 let code = status.code();
-                let outcome = match interrupt {
-                    Some(Interrupt::Stop) => Outcome::Stopped,
-                    Some(Interrupt::Timeout) => Outcome::Timeout,
-                    None => restic::classify(code, &output.tail.text),
-                };
-                let error = match outcome {
-                    Outcome::Success => None,
-                    Outcome::Warning => {
-                        Some("some files could not be read (restic exit code 3)".into())
-                    }
-                    Outcome::Stopped => Some(format!("stopped ({})", describe_status(status))),
-                    Outcome::Timeout => Some(format!(
-                        "timed out after {} ({})",
-                        schedule::format_duration(self.job.timeout.unwrap_or_default()),
-                        describe_status(status)
-                    )),
-                    Outcome::Locked => Some("the repository is locked by another process".into()),
-                    Outcome::Failure => {
-                        Some(format!("restic failed ({})", describe_status(status)))
+                // An interrupted run is stopped or timed out because we
+                // interrupted it, whatever restic exited with (0.14 exits
+                // 130 on SIGINT, 0.18 exits 1).
+                let (outcome, error) = match interrupt {
+                    Some(Interrupt::Stop(by)) => (Outcome::Stopped, Some(by.to_string())),
+                    Some(Interrupt::Timeout) => (
+                        Outcome::Timeout,
+                        Some(format!(
+                            "timed out after {}",
+                            schedule::format_duration(self.job.timeout.unwrap_or_default())
+                        )),
+                    ),
+                    None => {
+                        let outcome = restic::classify(code, &output.tail.text);
+                        let status = describe_status(status);
+                        let error = restic::failure_reason(
+                            outcome,
+                            code,
+                            &status,
+                            &output.stderr,
+                            &output.tail.text,
+                        );
+                        (outcome, error)
                     }
                 };
                 (outcome, code, error)
@@ -833,6 +848,7 @@ impl Actor {
             info!("[{name}] {dropped}");
         }
         if stream == Stream::Stderr {
+            output.stderr.push(line);
             if output.log_limit.admit(line.len()) {
                 info!("[{name}] stderr: {line}");
             }
@@ -930,6 +946,8 @@ struct RunOutput {
     /// When progress was last published.
     published: Option<Instant>,
     log_limit: LineRateLimit,
+    /// What explains a failure.
+    stderr: restic::Stderr,
 }
 
 /// The last [`TAIL_BYTES`] of a run's output.

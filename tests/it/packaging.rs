@@ -153,11 +153,13 @@ fn read_config(path: &Path) -> Value {
     serde_json::from_str(&fs::read_to_string(path).unwrap()).expect("the config is JSON")
 }
 
-/// The keys both units need: how the daemon is started, reloaded and
-/// stopped (SIGTERM to the daemon only, with time for its own stop
+/// The keys both units need: how the daemon is started, watched, reloaded
+/// and stopped (SIGTERM to the daemon only, with time for its own stop
 /// sequence: SIGINT, StopGrace, SIGTERM, 10 s, SIGKILL).
 fn check_common_keys(unit: &Unit, exec_start: &str, config: &Value) {
-    assert_eq!(value(unit, "Service", "Type"), "simple");
+    // The daemon says READY=1 and keeps the watchdog fed (tests/it/service.rs).
+    assert_eq!(value(unit, "Service", "Type"), "notify");
+    assert_eq!(value(unit, "Service", "WatchdogSec"), "60s");
     assert_eq!(value(unit, "Service", "ExecStart"), exec_start);
     assert_eq!(
         value(unit, "Service", "ExecReload"),

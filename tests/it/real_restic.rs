@@ -585,6 +585,9 @@ fn a_stale_lock_from_a_killed_restic_is_locked_and_unlock_stale_recovers(restic:
         restic.locked_exit_code(),
         "{plain}"
     );
+    // restic names the holder; the reason says who.
+    let error = plain["lastRun"]["error"].as_str().unwrap();
+    assert!(error.starts_with("repository is locked by PID "), "{error}");
     assert!(
         !repo.locks().trim().is_empty(),
         "without UnlockStale the lock stays"

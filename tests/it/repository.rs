@@ -309,6 +309,19 @@ fn a_wrong_password_spends_no_retries_and_a_missing_repository_is_retried(restic
     );
     let output = last_output(&daemon, "missing");
     assert!(output.contains("unable to open config file"), "{output}");
+    // The reason is one line, the same on both versions.
+    let error = job["lastRun"]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("repository does not exist: unable to open config file: stat "),
+        "{error}"
+    );
+    assert!(!error.contains('\n') && !error.contains("Fatal"), "{error}");
+    assert_eq!(job["error"], job["lastRun"]["error"]);
+    daemon.wait_stderr(&format!(
+        "run ended: failure (exit code {}) after",
+        restic.missing_repository_exit_code()
+    ));
+    daemon.wait_stderr("s: repository does not exist: unable to open config file");
     // A wrong password fails as well, but no retry can fix it: by the time
     // the other job has spent its retries, this one ran once and gave up.
     let job = daemon.wait_outcome("wrong", "failure");
@@ -325,5 +338,9 @@ fn a_wrong_password_spends_no_retries_and_a_missing_repository_is_retried(restic
     assert!(
         output.contains("wrong password or no key found"),
         "{output}"
+    );
+    assert_eq!(
+        job["lastRun"]["error"], "wrong password or no key found",
+        "{job}"
     );
 }
