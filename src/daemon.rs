@@ -754,7 +754,7 @@ impl Daemon {
         drop(self.http.take());
         for slot in self.slots.values() {
             if let Some(handle) = &slot.handle {
-                handle.send(Control::Exit);
+                handle.send(Control::Shutdown);
             }
         }
         self.slots.clear();

@@ -52,8 +52,11 @@ pub enum Control {
     Restart,
     /// A new definition, applied after a running restic ends.
     Replace(Arc<Job>),
-    /// Stop and end the thread (removal, reload or shutdown).
+    /// Stop and end the thread: the job was removed (`/remove`, a reload).
     Exit,
+    /// Stop and end the thread: the daemon is stopping. A run this
+    /// interrupts runs again once after the next start.
+    Shutdown,
 }
 
 /// What a job tells the daemon.
@@ -125,6 +128,8 @@ impl JobHandle {
             last_run: None,
             last_success: None,
             after_run: Vec::new(),
+            pending_run: None,
+            resume: false,
         };
         // The start rules run here, on the caller's thread: the job's own
         // thread then only ever waits and runs restic, so it stays small (a
@@ -174,6 +179,16 @@ enum Event {
     Control(Control),
     Trigger,
     Timer,
+    /// The run the daemon's last end interrupted, again.
+    Resume,
+}
+
+/// What starts a run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    Deadline,
+    Trigger,
+    Resume,
 }
 
 /// Why a run is ending early.
@@ -208,6 +223,11 @@ struct Actor {
     last_success: Option<Timestamp>,
     /// Controls that arrived during a run, handled after it.
     after_run: Vec<Control>,
+    /// The cause of the run going on, in the state file until its outcome
+    /// is (SPEC §3: a run the daemon's end interrupted runs again).
+    pending_run: Option<String>,
+    /// Found a pending run at start: run it again first.
+    resume: bool,
 }
 
 impl Actor {
@@ -216,8 +236,9 @@ impl Actor {
         while let Some(event) = self.next_event() {
             let keep_going = match event {
                 Event::Control(control) => self.handle(control),
-                Event::Trigger => self.run_restic(true),
-                Event::Timer => self.run_restic(false),
+                Event::Trigger => self.run_restic(Cause::Trigger),
+                Event::Timer => self.run_restic(Cause::Deadline),
+                Event::Resume => self.run_restic(Cause::Resume),
             };
             if !keep_going {
                 break;
@@ -226,7 +247,10 @@ impl Actor {
         info!("[{}] job ended", self.job.name);
     }
 
-    fn next_event(&self) -> Option<Event> {
+    fn next_event(&mut self) -> Option<Event> {
+        if std::mem::take(&mut self.resume) && !self.stopped {
+            return Some(Event::Resume);
+        }
         let now = Timestamp::now();
         let timer = match self.deadlines.next() {
             Some(deadline) if !self.stopped => after(schedule::until(deadline, now).min(MAX_SLEEP)),
@@ -275,7 +299,7 @@ impl Actor {
                     self.start(false);
                 }
             }
-            Control::Exit => return false,
+            Control::Exit | Control::Shutdown => return false,
         }
         true
     }
@@ -351,6 +375,15 @@ impl Actor {
         let saved = match state::read(&path) {
             Ok(None) => Saved::Missing,
             Ok(Some(state)) => {
+                // Not after a /restart: someone stopped that run.
+                self.resume = state.pending_run.is_some() && !restart;
+                self.pending_run = state.pending_run.clone().filter(|_| !restart);
+                if let Some(cause) = self.pending_run.as_ref().filter(|_| self.resume) {
+                    info!(
+                        "[{}] the daemon ended during its last run ({cause}); it runs again now",
+                        self.job.name
+                    );
+                }
                 self.last_run = state.last_run;
                 self.last_success = state.last_success;
                 self.consecutive_failures = state.consecutive_failures;
@@ -420,6 +453,7 @@ impl Actor {
             last_success: self.last_success,
             consecutive_failures: self.consecutive_failures,
             gave_up: self.gave_up,
+            pending_run: self.pending_run.clone(),
         };
         if let Err(e) = state::write(&self.state_path(), &state) {
             warn!("[{}] {e}", self.job.name);
@@ -428,11 +462,11 @@ impl Actor {
 
     /// One run of restic, for a trigger or a deadline. Returns `false` when
     /// the thread must end.
-    fn run_restic(&mut self, triggered: bool) -> bool {
+    fn run_restic(&mut self, cause: Cause) -> bool {
         let now = Timestamp::now();
         let regular_due = self.deadlines.regular.filter(|d| *d <= now);
         let retry_due = self.deadlines.retry.filter(|d| *d <= now);
-        if !triggered && regular_due.is_none() && retry_due.is_none() {
+        if cause == Cause::Deadline && regular_due.is_none() && retry_due.is_none() {
             // The 60-second re-check of the wall clock: nothing is due yet.
             return true;
         }
@@ -446,6 +480,23 @@ impl Actor {
         let now = Timestamp::now();
         let regular_due = self.deadlines.regular.filter(|d| *d <= now);
         let retry_due = self.deadlines.retry.filter(|d| *d <= now);
+        let why = match (cause, regular_due, retry_due) {
+            (Cause::Resume, _, _) => "again: the daemon ended during the last run".to_string(),
+            (Cause::Trigger, _, _) => "triggered".to_string(),
+            (_, _, Some(_)) => format!("retry {}", self.current_retry),
+            _ => "scheduled".to_string(),
+        };
+        // Recorded before restic starts, with the deadlines it serves still
+        // due: if the daemon ends before the outcome is recorded, the next
+        // start runs it once more, on the schedule's old phase.
+        let recorded = match (cause, retry_due) {
+            (Cause::Resume, _) => self.pending_run.clone().unwrap_or_else(|| "trigger".into()),
+            (Cause::Trigger, _) => "trigger".into(),
+            (Cause::Deadline, Some(_)) => "retry".into(),
+            (Cause::Deadline, None) => "schedule".into(),
+        };
+        self.pending_run = Some(recorded);
+        self.persist();
         // A run serves every deadline that is due when it starts.
         if regular_due.is_some() {
             self.deadlines.regular = None;
@@ -453,11 +504,6 @@ impl Actor {
         if retry_due.is_some() {
             self.deadlines.retry = None;
         }
-        let why = match (triggered, regular_due, retry_due) {
-            (true, _, _) => "triggered".to_string(),
-            (_, _, Some(_)) => format!("retry {}", self.current_retry),
-            _ => "scheduled".to_string(),
-        };
         let mut record = self.execute(&why);
         if record.outcome == Outcome::Locked && self.job.unlock_stale {
             warn!(
@@ -490,13 +536,21 @@ impl Actor {
         }
         self.last_run = Some(record.start);
         let outcome = record.outcome;
-        if outcome == Outcome::Stopped {
-            // An interrupted run did not happen: what was due stays due, so
-            // a restart (of the job or of the daemon) runs it.
+        let shutting_down = self
+            .after_run
+            .iter()
+            .any(|c| matches!(c, Control::Shutdown));
+        if outcome == Outcome::Stopped && shutting_down {
+            // The daemon's end interrupted this run: what was due stays due,
+            // and the run stays pending, so the next start runs it again.
             self.deadlines.regular = self.deadlines.regular.or(regular_due);
             self.deadlines.retry = self.deadlines.retry.or(retry_due);
-        } else if let (Some(schedule), Some(slot)) = (&self.job.schedule, regular_due) {
-            self.deadlines.regular = Some(schedule.next_slot(slot, end, &TimeZone::system()));
+        } else {
+            // Done, or stopped by someone: either way it is over.
+            self.pending_run = None;
+            if let (Some(schedule), Some(slot)) = (&self.job.schedule, regular_due) {
+                self.deadlines.regular = Some(schedule.next_slot(slot, end, &TimeZone::system()));
+            }
         }
         if outcome.succeeded() {
             self.current_retry = 0;
@@ -588,7 +642,8 @@ impl Actor {
     /// inbox, which means exit. `true` when the busy work must be cut short:
     /// anything but a new definition, which waits for the next run.
     fn defer(&mut self, control: Option<Control>) -> bool {
-        let control = control.unwrap_or(Control::Exit);
+        // A closed inbox: the daemon is going away.
+        let control = control.unwrap_or(Control::Shutdown);
         let interrupts = !matches!(control, Control::Replace(_));
         self.after_run.push(control);
         interrupts
@@ -746,7 +801,8 @@ impl Actor {
                         let by = match self.after_run.last() {
                             Some(Control::Stop) => "stopped by /stop",
                             Some(Control::Restart) => "stopped by /restart",
-                            _ => "stopped by the daemon's shutdown, a /remove or a reload",
+                            Some(Control::Exit) => "stopped by a /remove or a reload",
+                            _ => "stopped by the daemon's shutdown; it runs again after the next start",
                         };
                         interrupt = Some(Interrupt::Stop(by));
                         info!("[{name}] stopping restic");

@@ -35,6 +35,11 @@ pub struct State {
     /// The job stopped itself (`StopAfterFailedRetries`): it stays stopped
     /// across a daemon restart until someone restarts it.
     pub gave_up: bool,
+    /// Why a run was started that has no recorded outcome yet: written
+    /// before restic starts, cleared with its outcome. Found at start, it is
+    /// a run the daemon's end interrupted (SIGTERM, a crash, a power cut),
+    /// which runs again once.
+    pub pending_run: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -52,6 +57,8 @@ struct StateFile {
     consecutive_failures: u32,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     gave_up: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending_run: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -137,6 +144,10 @@ pub fn read(path: &Path) -> Result<Option<State>, String> {
             .is_some_and(|(v, _)| v.as_bool() == Some(true)),
         last_run: time("LastRun")?,
         last_success: time("LastSuccess")?,
+        pending_run: object
+            .get("PendingRun")
+            .and_then(|(v, _)| v.as_str())
+            .map(str::to_string),
     }))
 }
 
@@ -182,6 +193,7 @@ pub fn write(path: &Path, state: &State) -> Result<(), WriteError> {
         last_success: state.last_success.map(local_rfc3339),
         consecutive_failures: state.consecutive_failures,
         gave_up: state.gave_up,
+        pending_run: state.pending_run.clone(),
     };
     let mut text = serde_json::to_string(&file).expect("a state file always serializes");
     text.push('\n');
@@ -262,6 +274,7 @@ mod tests {
             last_success: None,
             consecutive_failures: 3,
             gave_up: true,
+            pending_run: Some("trigger".into()),
         };
         write(&path, &state).unwrap();
         assert_eq!(read(&path).unwrap().unwrap(), state);

@@ -9,6 +9,7 @@ mod control; // control URLs, reload, SIGTERM and SIGHUP
 mod files; // job files, config file, command line and --check
 mod fuzz; // generated input for the parsers and the router: no panics
 mod hardening; // floods, planted links, task limits, blocking files, log rotation
+mod interrupted; // a run the daemon's end interrupted runs again once; a stopped one never
 mod keyring; // rckeyutil and job passwords: Secret Service, kernel keyring, secrecy
 mod monitoring; // healthcheck pings to a local stand-in for healthchecks.io
 mod packaging; // scripts/install.sh into a temp root: files, modes, units, uninstall
