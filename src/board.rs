@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::job_file::{Entry, Job};
 use crate::progress::{Progress, Summary};
 use crate::restic;
-use crate::schedule::Schedule;
+use crate::schedule::{RetryTimer, Schedule};
 
 /// How many runs `/job` lists.
 pub const RUNS_KEPT: usize = 20;
@@ -293,6 +293,8 @@ impl Board {
         struct Queue<'a> {
             #[serde(rename = "Jobs")]
             jobs: Vec<QueueEntry<'a>>,
+            #[serde(rename = "Wg")]
+            wait_group: WaitGroup,
             #[serde(rename = "Directory")]
             directory: &'a str,
         }
@@ -300,6 +302,7 @@ impl Board {
         let tz = TimeZone::system();
         let queue = Queue {
             jobs: snapshot.iter().map(|s| queue_entry(s, &tz)).collect(),
+            wait_group: WaitGroup {},
             directory: &self.directory,
         };
         let mut body = serde_json::to_string(&queue).expect("the queue always serializes");
@@ -307,6 +310,13 @@ impl Board {
         body
     }
 }
+
+/// `"Wg": {}` in `/queue`. The Go original serialised its queue struct
+/// whole, `sync.WaitGroup` included, which has no exported fields; clients
+/// that decode into that struct may expect the key (SPEC §5). Braces, not
+/// a unit struct: serde writes a unit struct as `null`.
+#[derive(Serialize)]
+struct WaitGroup {}
 
 /// Nanoseconds as the original's `/queue` gave durations; -1 s for "none".
 fn nanos(d: Option<std::time::Duration>) -> i128 {
@@ -409,7 +419,11 @@ fn queue_entry<'a>(s: &'a JobStatus, tz: &TimeZone) -> QueueEntry<'a> {
             Some(Schedule::Calendar(_)) => 0,
             None => nanos(None),
         },
-        retry_timer: nanos(job.and_then(|j| j.retry_timer)),
+        retry_timer: match job.and_then(|j| j.retry_timer.as_ref()) {
+            Some(RetryTimer::After(d)) => nanos(Some(*d)),
+            Some(RetryTimer::Calendar(_)) => 0,
+            None => nanos(None),
+        },
         max_failed_retries: job.map_or(0, |j| j.max_failed_retries),
         current_retry: s.current_retry,
         progress: s.progress,
@@ -464,6 +478,58 @@ mod tests {
         let queue: Value = serde_json::from_str(&board.queue_json()).unwrap();
         assert_eq!(queue["Jobs"][0]["regularTimer"], -1_000_000_000);
         assert_eq!(queue["Directory"], "/jobs");
+    }
+
+    #[test]
+    fn the_queue_has_the_originals_wait_group_and_timers_in_its_units() {
+        let dir = tempfile::tempdir().unwrap();
+        let board = Board::new("/jobs");
+        let timers = [
+            ("calendar", r#""0 0 2 * * *""#, r#""0 0 * * * *""#),
+            ("every", r#""@every 4s""#, r#""@every 1s""#),
+            ("seconds", "86400", "3600"),
+            ("none", r#""""#, r#""""#),
+        ];
+        for (name, regular, retry) in timers {
+            let path = dir.path().join(format!("{name}.json"));
+            let text = format!(
+                r#"{{"regularTimer": {regular}, "retryTimer": {retry}, "ResticArguments": ["x"]}}"#
+            );
+            std::fs::write(&path, text).unwrap();
+            let job = crate::job_file::load_file(&path).job.unwrap();
+            board.insert(&format!("{name}.json"), JobStatus::new(1, job));
+        }
+        let body = board.queue_json();
+        // In the original's order: Jobs, Wg, Directory.
+        let wait_group = body.find(r#"],"Wg":{},"Directory":"/jobs"}"#);
+        assert!(
+            body.starts_with(r#"{"Jobs":["#) && wait_group.is_some(),
+            "{body}"
+        );
+        let queue: Value = serde_json::from_str(&body).unwrap();
+        let timers: Vec<(&str, i128, i128)> = queue["Jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| {
+                let ns = |key: &str| j[key].as_i64().unwrap() as i128;
+                (
+                    j["JobName"].as_str().unwrap(),
+                    ns("regularTimer"),
+                    ns("retryTimer"),
+                )
+            })
+            .collect();
+        let s = 1_000_000_000;
+        assert_eq!(
+            timers,
+            [
+                ("calendar", 0, 0),
+                ("every", 4 * s, s),
+                ("none", -s, -s),
+                ("seconds", 86_400 * s, 3_600 * s),
+            ]
+        );
     }
 
     fn run(second: i64, outcome: Outcome, output: &str) -> RunRecord {

@@ -23,9 +23,21 @@ const TOP_KEYS: &[&str] = &[
     "StateDir",
     "StopGrace",
     "Keyring",
+    "ServerPort",
+    "LogDir",
+    "LogMaxAge",
+    "LogMaxSize",
 ];
 const SRV_KEYS: &[&str] = &["Port", "Token", "TokenFile"];
 const LOG_KEYS: &[&str] = &["LogDir", "MaxAge", "MaxSize", "Level"];
+/// The later Go original's flat keys (its viper `config.json`) and the
+/// nested keys they stand for, with what they set (SPEC §1.2).
+const FLAT_KEYS: &[(&str, &str, &str)] = &[
+    ("ServerPort", "SrvConf.Port", "the listen address"),
+    ("LogDir", "LogConf.LogDir", "the log directory"),
+    ("LogMaxAge", "LogConf.MaxAge", "the age of rotated logs"),
+    ("LogMaxSize", "LogConf.MaxSize", "the log size limit"),
+];
 /// Keys whose values a problem never quotes: the API token.
 const SECRET_KEYS: &[&str] = &["SrvConf.Token"];
 
@@ -77,6 +89,11 @@ pub enum ConfigError {
         path: PathBuf,
         problems: Vec<String>,
     },
+    /// `-c DIR` (`--config DIR`) names a directory holding neither
+    /// `config` nor `config.json`.
+    NotInDirectory {
+        dir: PathBuf,
+    },
     NoHome,
 }
 
@@ -96,6 +113,12 @@ impl fmt::Display for ConfigError {
             ConfigError::Invalid { path, problems } => {
                 write!(f, "config file {}: {}", path.display(), problems.join("; "))
             }
+            ConfigError::NotInDirectory { dir } => write!(
+                f,
+                "config directory {} holds neither config nor config.json; \
+                 put the config file there, or name the file itself",
+                dir.display()
+            ),
             ConfigError::NoHome => write!(f, "HOME is not set, so there is no default config"),
         }
     }
@@ -113,13 +136,36 @@ pub fn default_path(env: Env) -> Result<PathBuf, ConfigError> {
         Some(dir) => PathBuf::from(dir),
         None => PathBuf::from(env("HOME").ok_or(ConfigError::NoHome)?).join(".config"),
     };
-    let plain = base.join("restic-cronned").join("config");
+    Ok(config_in(&base.join("restic-cronned")))
+}
+
+/// The config file of `dir`: `config`, or `config.json` when only that
+/// exists (the later Go original's name); `config` when neither does.
+fn config_in(dir: &Path) -> PathBuf {
+    let plain = dir.join("config");
     let with_extension = plain.with_extension("json");
-    Ok(if !plain.exists() && with_extension.exists() {
+    if !plain.exists() && with_extension.exists() {
         with_extension
     } else {
         plain
-    })
+    }
+}
+
+/// The file an explicit `--config` (or `-c`) names: the file itself, or for
+/// a directory, as the later Go original's `-c DIR` looked in it, its
+/// `config` or else `config.json`.
+fn explicit_path(path: &Path) -> Result<PathBuf, ConfigError> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let file = config_in(path);
+    if file.exists() {
+        Ok(file)
+    } else {
+        Err(ConfigError::NotInDirectory {
+            dir: path.to_path_buf(),
+        })
+    }
 }
 
 /// Loads the config from `path` (or the default path). A missing default
@@ -127,7 +173,7 @@ pub fn default_path(env: Env) -> Result<PathBuf, ConfigError> {
 /// (unknown keys) are returned for the caller to log.
 pub fn load(path: Option<&Path>, env: Env) -> Result<(Config, Source, Vec<String>), ConfigError> {
     let (path, explicit) = match path {
-        Some(p) => (p.to_path_buf(), true),
+        Some(p) => (explicit_path(p)?, true),
         None => (default_path(env)?, false),
     };
     let text = match fs::read_to_string(&path) {
@@ -163,6 +209,15 @@ pub fn load(path: Option<&Path>, env: Env) -> Result<(Config, Source, Vec<String
     let log = reader.section(&top, "LogConf", LOG_KEYS);
     let srv = Object::new(srv.unwrap_or(&empty), None);
     let log = Object::new(log.unwrap_or(&empty), None);
+    reader
+        .problems
+        .extend(flat_key_conflicts(&top, text.as_deref()));
+    // Each setting with a flat alias is read where the file has it; with
+    // both spellings the nested one is read (the file is refused anyway).
+    let (port_in, port_key) = spelled(&top, &srv, "SrvConf.Port", "ServerPort");
+    let (log_dir_in, log_dir_key) = spelled(&top, &log, "LogConf.LogDir", "LogDir");
+    let (max_age_in, max_age_key) = spelled(&top, &log, "LogConf.MaxAge", "LogMaxAge");
+    let (max_size_in, max_size_key) = spelled(&top, &log, "LogConf.MaxSize", "LogMaxSize");
 
     // Without HOME the defaults cannot be made: a key that needs one then
     // fails (below) instead of becoming a path under `/`.
@@ -179,7 +234,7 @@ pub fn load(path: Option<&Path>, env: Env) -> Result<(Config, Source, Vec<String
                 home.map(|h| format!("{h}/.config/restic-cronned/jobs")),
             ),
         },
-        addr: reader.addr(&srv),
+        addr: reader.addr(port_in, port_key),
         token: Redacted(
             reader
                 .string(&srv, "SrvConf.Token", "Token")
@@ -191,13 +246,13 @@ pub fn load(path: Option<&Path>, env: Env) -> Result<(Config, Source, Vec<String
             .and_then(|s| reader.expand("SrvConf.TokenFile", &s))
             .map(PathBuf::from),
         log_dir: reader.path(
-            &log,
-            "LogConf.LogDir",
+            log_dir_in,
+            log_dir_key,
             home.map(|h| format!("{h}/.cache/restic-cronned")),
         ),
         // A century of days; a terabyte.
-        log_max_age_days: reader.number(&log, "LogConf.MaxAge", 30, 36_500) as u32,
-        log_max_size_mb: reader.number(&log, "LogConf.MaxSize", 10, 1_000_000),
+        log_max_age_days: reader.number(max_age_in, max_age_key, 30, 36_500) as u32,
+        log_max_size_mb: reader.number(max_size_in, max_size_key, 10, 1_000_000),
         log_level: reader.level(&log),
         state_dir: reader.path(
             &top,
@@ -219,6 +274,51 @@ pub fn load(path: Option<&Path>, env: Env) -> Result<(Config, Source, Vec<String
         Source::Defaults(path)
     };
     Ok((config, source, reader.warnings))
+}
+
+/// Where a setting with a flat alias is read: the top level under `flat`
+/// when the file has that key, else the section under `nested`. Returns the
+/// object and the key as problems name it (its last part is looked up).
+fn spelled<'o, 'a>(
+    top: &'o Object<'a>,
+    section: &'o Object<'a>,
+    nested: &'static str,
+    flat: &'static str,
+) -> (&'o Object<'a>, &'static str) {
+    if top.get(flat).is_some() && section.get(leaf(nested)).is_none() {
+        (top, flat)
+    } else {
+        (section, nested)
+    }
+}
+
+/// One problem for every setting the file gives under both spellings (the
+/// later Go original's flat key and ours): which one was meant is not ours
+/// to guess. Each names both keys and where they stand.
+fn flat_key_conflicts(top: &Object, text: Option<&str>) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (flat, nested, what) in FLAT_KEYS {
+        let Some((_, flat_at)) = top.get(flat) else {
+            continue;
+        };
+        let (section, field) = nested.split_once('.').expect("nested keys have a dot");
+        let Some((section_spelled, Value::Object(map), _)) = top.entry(section) else {
+            continue;
+        };
+        let Some((field_spelled, _, _)) = Object::new(map, None).entry(field) else {
+            continue;
+        };
+        let nested_at =
+            text.and_then(|text| json::key_position(text, &[section_spelled, field_spelled]));
+        let at = |p: Option<json::Position>| p.map(|p| format!(" at {p}")).unwrap_or_default();
+        problems.push(format!(
+            "{flat}{} and {nested}{} both set {what}; keep one of them \
+             ({flat} is the later Go original's spelling)",
+            at(flat_at),
+            at(nested_at),
+        ));
+    }
+    problems
 }
 
 struct Reader<'e> {
@@ -335,21 +435,22 @@ impl Reader<'_> {
         }
     }
 
-    fn addr(&mut self, srv: &Object) -> String {
-        match srv.get("Port").map(|(v, _)| v) {
+    /// The listen address from `key` (`SrvConf.Port` or `ServerPort`).
+    fn addr(&mut self, object: &Object, key: &str) -> String {
+        match object.get(leaf(key)).map(|(v, _)| v) {
             None => ":8080".into(),
             // A bare number is a port, as people write it.
             Some(Value::Number(n)) if n.as_u64().is_some_and(|p| p <= 65535) => format!(":{n}"),
             Some(Value::String(s)) => match parse_addr(s) {
                 Ok(_) => s.clone(),
                 Err(e) => {
-                    self.problems.push(format!("SrvConf.Port: {e}"));
+                    self.problems.push(format!("{key}: {e}"));
                     String::new()
                 }
             },
             Some(other) => {
                 self.problems.push(format!(
-                    "SrvConf.Port: expected a listen address such as \":8080\", found {}",
+                    "{key}: expected a listen address such as \":8080\", found {}",
                     describe(other)
                 ));
                 String::new()
@@ -542,6 +643,104 @@ mod tests {
             warnings[0].contains("\"Levle\" (did you mean \"Level\"?)"),
             "{warnings:?}"
         );
+    }
+
+    #[test]
+    fn reads_the_later_originals_flat_keys_in_any_case() {
+        // The later Go original's example config.json, as it ships.
+        let (config, warnings) = load_text(
+            r#"{"JobPath": "$HOME/.config/restic-cronned/jobs/", "ServerPort": ":8080",
+                "LogDir": "$HOME/.cache/restic-cronned", "LogMaxAge": 30, "LogMaxSize": 10}"#,
+        )
+        .unwrap();
+        assert_eq!(warnings, [""; 0]);
+        assert_eq!(
+            config.job_path,
+            PathBuf::from("/home/u/.config/restic-cronned/jobs/")
+        );
+        assert_eq!(config.addr, ":8080");
+        assert_eq!(
+            config.log_dir,
+            PathBuf::from("/home/u/.cache/restic-cronned")
+        );
+        assert_eq!((config.log_max_age_days, config.log_max_size_mb), (30, 10));
+
+        let (config, warnings) = load_text(
+            r#"{"serverport": 9000, "logdir": "${DATA}/log", "LOGMAXAGE": 7, "logMaxSize": 2,
+                "SrvConf": {"Token": "t"}, "LogConf": {"Level": "warn"}}"#,
+        )
+        .unwrap();
+        assert_eq!(warnings, [""; 0]);
+        // A number is that port on the loopback address.
+        assert_eq!(config.addr, ":9000");
+        assert_eq!(config.log_dir, PathBuf::from("/srv/log"));
+        assert_eq!((config.log_max_age_days, config.log_max_size_mb), (7, 2));
+        assert_eq!(config.log_level, LevelFilter::Warn);
+    }
+
+    #[test]
+    fn both_spellings_of_a_setting_are_an_error_naming_both() {
+        let err = load_text(
+            "{\n  \"ServerPort\": \":9000\",\n  \"SrvConf\": {\"port\": \":9001\"},\n  \
+             \"LogConf\": {\"MaxAge\": 3, \"MaxSize\": 1},\n  \"logmaxage\": 4\n}",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(
+                "ServerPort at 2:3 and SrvConf.Port at 3:15 both set the listen address; \
+                 keep one of them (ServerPort is the later Go original's spelling)"
+            ),
+            "{err}"
+        );
+        assert!(
+            err.contains("LogMaxAge at 5:3 and LogConf.MaxAge at 4:15 both set"),
+            "{err}"
+        );
+        // Only the settings given twice.
+        assert!(!err.contains("LogMaxSize"), "{err}");
+        assert!(err.starts_with("config file "), "{err}");
+    }
+
+    #[test]
+    fn flat_key_values_are_checked_under_their_own_names() {
+        let err = load_text(r#"{"ServerPort": "8080", "LogMaxSize": "10", "LogDir": 1}"#)
+            .unwrap_err()
+            .to_string();
+        for want in [
+            "ServerPort: listen address \"8080\" has no port; write \":8080\"",
+            "LogMaxSize: expected a whole number from 1 to 1000000, found string \"10\"",
+            "LogDir: expected a string, found number 1",
+        ] {
+            assert!(err.contains(want), "{want}\n{err}");
+        }
+    }
+
+    #[test]
+    fn a_config_directory_holds_config_or_config_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load(Some(dir.path()), &env).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "config directory {} holds neither config nor config.json; \
+                 put the config file there, or name the file itself",
+                dir.path().display()
+            )
+        );
+        fs::write(dir.path().join("config.json"), r#"{"ServerPort": ":9002"}"#).unwrap();
+        let (config, source, _) = load(Some(dir.path()), &env).unwrap();
+        assert_eq!(config.addr, ":9002");
+        assert_eq!(source, Source::File(dir.path().join("config.json")));
+        // `config` comes first, as for the default location.
+        fs::write(
+            dir.path().join("config"),
+            r#"{"SrvConf": {"Port": ":9003"}}"#,
+        )
+        .unwrap();
+        let (config, source, _) = load(Some(dir.path()), &env).unwrap();
+        assert_eq!(config.addr, ":9003");
+        assert_eq!(source, Source::File(dir.path().join("config")));
     }
 
     #[test]

@@ -35,17 +35,25 @@ Runs restic jobs from the JSON job files in JOBDIR on their schedules and
 serves a control API on ADDR.
 
 Arguments:
-  JOBDIR           job directory (default: the config's JobPath)
-  ADDR             listen address: HOST:PORT, [V6]:PORT, or :PORT for
-                   127.0.0.1 only; \"\" disables the HTTP server
-                   (default: the config's SrvConf.Port, :8080)
+  JOBDIR             job directory (default: the config's JobPath)
+  ADDR               listen address: HOST:PORT, [V6]:PORT, or :PORT for
+                     127.0.0.1 only; \"\" disables the HTTP server
+                     (default: the config's SrvConf.Port, :8080)
 
 Options:
-  --config FILE    read FILE instead of ~/.config/restic-cronned/config
-  --check          load the config and every job, print every problem,
-                   exit 0 when all is valid and 1 otherwise
-  -h, --help       print this help
-  -V, --version    print the version
+  -c, --config FILE  read FILE instead of ~/.config/restic-cronned/config;
+                     for a directory, its config, else its config.json
+  -j DIR             the job directory, as JOBDIR
+  -p PORT            the listen address, as ADDR: a bare port such as 8080
+                     means :8080 (127.0.0.1 only); an address is as given
+  --check            load the config and every job, print every problem,
+                     exit 0 when all is valid and 1 otherwise
+  -h, --help         print this help
+  -V, --version      print the version
+
+-c, -j and -p are the later Go original's flags; its --configpath,
+--jobpath and --port work too. Give the job directory and the address
+once each: -j with JOBDIR, or -p with ADDR, is an error.
 ";
 
 /// What the command line asks for.
@@ -83,10 +91,75 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// A flag of the later Go original (SPEC §1.1), which stands for one of
+/// ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Alias {
+    /// `-c`, `--configpath`: `--config`.
+    Config,
+    /// `-j`, `--jobpath`: JOBDIR.
+    JobDir,
+    /// `-p`, `--port`: ADDR.
+    Addr,
+}
+
+/// The later original's flags by their short and long names. Its parser
+/// (kingpin) took `-c X`, `-cX`, `--configpath X` and `--configpath=X`; we
+/// also take `-c=X`, as most parsers read it.
+const ALIASES: &[(&str, &str, Alias)] = &[
+    ("-c", "--configpath", Alias::Config),
+    ("-j", "--jobpath", Alias::JobDir),
+    ("-p", "--port", Alias::Addr),
+];
+
+/// Every long option, to catch one written with a single dash: `-check`
+/// would otherwise read as `-c heck`.
+const LONG_OPTIONS: &[&str] = &[
+    "check",
+    "config",
+    "configpath",
+    "help",
+    "jobpath",
+    "port",
+    "version",
+];
+
+/// The alias `text` is, with its value when it is attached (`-cFILE`,
+/// `-c=FILE`, `--configpath=FILE`); `None` as the value when it is the
+/// next argument.
+fn alias_of(text: &str) -> Option<(Alias, Option<&str>)> {
+    ALIASES.iter().find_map(|&(short, long, alias)| {
+        if text == short || text == long {
+            return Some((alias, None));
+        }
+        if let Some(value) = text.strip_prefix(long).and_then(|v| v.strip_prefix('=')) {
+            return Some((alias, Some(value)));
+        }
+        let value = text.strip_prefix(short)?;
+        Some((alias, Some(value.strip_prefix('=').unwrap_or(value))))
+    })
+}
+
+/// The listen address `-p` gives: a bare port is that port on the
+/// loopback address (`8080` is `:8080`), as the later original's users
+/// wrote it; anything else is an address, taken as given.
+fn addr_of_port_flag(value: OsString) -> Result<String, Error> {
+    let value = value
+        .into_string()
+        .map_err(|v| Error::Usage(format!("listen address {v:?} is not UTF-8")))?;
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(format!(":{value}"))
+    } else {
+        Ok(value)
+    }
+}
+
 /// Parses the command line (without the program name).
 pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Args, Error> {
     let mut parsed = Args::default();
     let mut positional = Vec::new();
+    let mut job_dir_flag: Option<PathBuf> = None;
+    let mut addr_flag: Option<String> = None;
     let mut args = args.into_iter();
     let mut options_done = false;
     while let Some(arg) = args.next() {
@@ -107,15 +180,55 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Args, Erro
                 Some(file) => parsed.config = Some(file.into()),
                 None => return Err(Error::Usage("--config needs a file".into())),
             },
-            _ => match text.strip_prefix("--config=") {
-                Some(file) => parsed.config = Some(file.into()),
-                None => return Err(Error::Usage(format!("unknown option {text:?}"))),
-            },
+            _ => {
+                if let Some(file) = text.strip_prefix("--config=") {
+                    parsed.config = Some(file.into());
+                    continue;
+                }
+                let single_dash = text
+                    .strip_prefix('-')
+                    .filter(|word| !word.starts_with('-'))
+                    .map(|word| word.split_once('=').map_or(word, |(name, _)| name));
+                if single_dash.is_some_and(|name| LONG_OPTIONS.contains(&name)) {
+                    return Err(Error::Usage(format!(
+                        "unknown option {text:?} (did you mean \"-{text}\"?)"
+                    )));
+                }
+                let Some((alias, attached)) = alias_of(text) else {
+                    return Err(Error::Usage(format!("unknown option {text:?}")));
+                };
+                let value = match attached {
+                    Some(value) => OsString::from(value),
+                    None => args.next().ok_or_else(|| {
+                        Error::Usage(match alias {
+                            Alias::Config => format!("{text} needs a file or a directory"),
+                            Alias::JobDir => format!("{text} needs a directory"),
+                            Alias::Addr => format!("{text} needs a port or an address"),
+                        })
+                    })?,
+                };
+                match alias {
+                    Alias::Config => parsed.config = Some(value.into()),
+                    Alias::JobDir => job_dir_flag = Some(value.into()),
+                    Alias::Addr => addr_flag = Some(addr_of_port_flag(value)?),
+                }
+            }
         }
     }
     let mut positional = positional.into_iter();
-    parsed.job_dir = positional.next().map(PathBuf::from);
-    parsed.addr = match positional.next() {
+    // A flag and its positional together are refused, not ranked: with
+    // `-j DIR X` the user may have meant X as the address, and guessing
+    // wrong would watch the wrong directory or bind the wrong port.
+    parsed.job_dir = match (job_dir_flag, positional.next()) {
+        (Some(flag), Some(arg)) => {
+            return Err(Error::Usage(format!(
+                "the job directory is given twice, by -j {flag:?} and as the argument {arg:?}; \
+                 give it once (with -j, give the address with -p)"
+            )));
+        }
+        (flag, arg) => flag.or(arg.map(PathBuf::from)),
+    };
+    let addr = match positional.next() {
         Some(addr) => match addr.into_string() {
             Ok(addr) => Some(addr),
             Err(addr) => {
@@ -125,6 +238,15 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Args, Erro
             }
         },
         None => None,
+    };
+    parsed.addr = match (addr_flag, addr) {
+        (Some(flag), Some(arg)) => {
+            return Err(Error::Usage(format!(
+                "the listen address is given twice, by -p {flag:?} and as the argument {arg:?}; \
+                 give it once"
+            )));
+        }
+        (flag, arg) => flag.or(arg),
     };
     if let Some(extra) = positional.next() {
         return Err(Error::Usage(format!("unexpected argument {extra:?}")));
@@ -778,6 +900,87 @@ mod tests {
 
     fn args(list: &[&str]) -> Result<Args, Error> {
         parse_args(list.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn takes_the_later_originals_flags_in_every_form_it_took() {
+        let want = Args {
+            config: Some("/etc/rc".into()),
+            job_dir: Some("/srv/jobs".into()),
+            addr: Some(":8080".into()),
+            ..Args::default()
+        };
+        for line in [
+            &["-c", "/etc/rc", "-j", "/srv/jobs", "-p", "8080"][..],
+            &["-c=/etc/rc", "-j=/srv/jobs", "-p=8080"],
+            &["-c/etc/rc", "-j/srv/jobs", "-p8080"],
+            &[
+                "--configpath",
+                "/etc/rc",
+                "--jobpath",
+                "/srv/jobs",
+                "--port",
+                "8080",
+            ],
+            &[
+                "--configpath=/etc/rc",
+                "--jobpath=/srv/jobs",
+                "--port=:8080",
+            ],
+            &["--config", "/etc/rc", "-p", ":8080", "/srv/jobs"],
+        ] {
+            assert_eq!(args(line).unwrap(), want, "{line:?}");
+        }
+        // -p: a bare port is on the loopback address; an address is as
+        // given; "" disables the server, as ADDR "" does.
+        for (value, addr) in [
+            ("0", ":0"),
+            (":9000", ":9000"),
+            ("127.0.0.1:9000", "127.0.0.1:9000"),
+            ("0.0.0.0:9000", "0.0.0.0:9000"),
+            ("[::1]:9000", "[::1]:9000"),
+            ("", ""),
+        ] {
+            assert_eq!(args(&["-p", value]).unwrap().addr.as_deref(), Some(addr));
+        }
+        // The last of two -c (or --config) counts, as for any option.
+        assert_eq!(
+            args(&["--config", "a", "-c", "b"]).unwrap().config,
+            Some("b".into())
+        );
+    }
+
+    fn usage_error(list: &[&str]) -> String {
+        match args(list) {
+            Err(Error::Usage(message)) => message,
+            other => panic!("{list:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_flag_and_its_positional_together_are_refused() {
+        assert_eq!(
+            usage_error(&["-j", "/srv/jobs", "/other"]),
+            "the job directory is given twice, by -j \"/srv/jobs\" and as the argument \
+             \"/other\"; give it once (with -j, give the address with -p)"
+        );
+        assert_eq!(
+            usage_error(&["-p", "8080", "jobs", ":9000"]),
+            "the listen address is given twice, by -p \":8080\" and as the argument \
+             \":9000\"; give it once"
+        );
+        assert_eq!(usage_error(&["-c"]), "-c needs a file or a directory");
+        assert_eq!(usage_error(&["-j"]), "-j needs a directory");
+        assert_eq!(
+            usage_error(&["--port"]),
+            "--port needs a port or an address"
+        );
+        assert_eq!(
+            usage_error(&["-check"]),
+            "unknown option \"-check\" (did you mean \"--check\"?)"
+        );
+        assert!(usage_error(&["-port=1"]).contains("--port"));
+        assert_eq!(usage_error(&["-x"]), "unknown option \"-x\"");
     }
 
     #[test]

@@ -656,10 +656,11 @@ impl Actor {
             n if n < 0 => true,
             n => i64::from(self.current_retry) < n,
         };
-        match self.job.retry_timer {
+        match &self.job.retry_timer {
             Some(timer) if retries_left => {
                 self.current_retry += 1;
-                let at = schedule::retry_deadline(timer, record.start, record.end);
+                let at =
+                    schedule::retry_deadline(timer, record.start, record.end, &TimeZone::system());
                 self.deadlines.retry = Some(at);
                 info!(
                     "[{name}] retry {} at {}",

@@ -20,7 +20,7 @@ use crate::files::{self, CappedReadError};
 use crate::healthcheck;
 use crate::json::{self, Echo, Object, Position, describe};
 use crate::redacted::Redacted;
-use crate::schedule::{self, Schedule};
+use crate::schedule::{self, RetryTimer, Schedule};
 
 /// Every key a job file may have, spelled as the original spelled them.
 pub const KNOWN_KEYS: &[&str] = &[
@@ -98,7 +98,7 @@ pub struct Job {
     pub name: JobName,
     pub file: PathBuf,
     pub schedule: Option<Schedule>,
-    pub retry_timer: Option<Duration>,
+    pub retry_timer: Option<RetryTimer>,
     /// Retries per failure; negative means until success.
     pub max_failed_retries: i64,
     pub next_jobs: Vec<JobName>,
@@ -594,7 +594,7 @@ impl Parser<'_, '_> {
             .field("regularTimer", |v, _| schedule::parse_schedule(v))
             .flatten();
         let retry_timer = self
-            .field("retryTimer", |v, _| schedule::parse_duration(v))
+            .field("retryTimer", |v, _| schedule::parse_retry_timer(v))
             .flatten();
         let max_failed_retries = self
             .field("maxFailedRetries", |v, echo| {
@@ -915,11 +915,63 @@ mod tests {
             job.schedule,
             Some(Schedule::Interval(Duration::from_secs(86400)))
         );
-        assert_eq!(job.retry_timer, Some(Duration::from_secs(3600)));
+        assert_eq!(
+            job.retry_timer,
+            Some(RetryTimer::After(Duration::from_secs(3600)))
+        );
         assert_eq!(job.max_failed_retries, 3);
         assert_eq!(job.restic_arguments.len(), 4);
         assert!(job.next_jobs.is_empty());
         assert!(entry.warnings.is_empty(), "{:?}", entry.warnings);
+    }
+
+    #[test]
+    fn reads_the_later_originals_cron_and_empty_timers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "ExampleForget.json",
+            r#"{ "regularTimer": "", "retryTimer": "0 0 * * * *", "maxFailedRetries": 3,
+                 "JobName": "ExampleForget", "Username": "Apache", "Service": "restic-repo1",
+                 "ResticArguments": ["-r", "/tmp/backup", "forget", "--keep-last", "30"] }"#,
+        );
+        let job = load_file(&path).job.unwrap();
+        assert_eq!(job.schedule, None);
+        assert!(
+            matches!(&job.retry_timer, Some(RetryTimer::Calendar(c)) if c.to_string() == "0 0 * * * *"),
+            "{:?}",
+            job.retry_timer
+        );
+        let path = write(
+            dir.path(),
+            "none.json",
+            r#"{"regularTimer": "@every 4s", "retryTimer": "", "ResticArguments": ["x"]}"#,
+        );
+        let job = load_file(&path).job.unwrap();
+        assert_eq!(
+            job.schedule,
+            Some(Schedule::Interval(Duration::from_secs(4)))
+        );
+        assert_eq!(job.retry_timer, None);
+    }
+
+    #[test]
+    fn a_calendar_timeout_names_the_file_key_value_and_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "t.json",
+            "{\n  \"ResticArguments\": [\"x\"],\n  \"Timeout\": \"0 0 * * *\"\n}",
+        );
+        let text = errors(&load_file(&path));
+        assert!(
+            text.starts_with(&format!(
+                "{}:3:3: Timeout: \"0 0 * * *\" is a calendar expression, not a duration; \
+                 calendar expressions are accepted in regularTimer and retryTimer only",
+                path.display()
+            )),
+            "{text}"
+        );
     }
 
     #[test]

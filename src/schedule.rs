@@ -138,12 +138,41 @@ pub fn parse_duration(value: &Value) -> Result<Option<Duration>, String> {
                 )),
             },
         },
-        Value::String(s) => parse_duration_str(s).map_err(|e| format!("{e} in {s:?}")),
+        Value::String(s) => parse_duration_str(s).map_err(|e| {
+            if looks_like_calendar(s.trim()) {
+                calendar_where_a_duration_belongs(s)
+            } else {
+                format!("{e} in {s:?}")
+            }
+        }),
         other => Err(format!(
             "expected whole seconds or a duration string such as \"90s\", found {}",
             describe(other)
         )),
     }
+}
+
+/// Whether a string that is no duration was meant as a calendar expression:
+/// a shorthand, a `*` or `?`, or the five or six fields of cron. Durations
+/// have at most a few words and neither character, so a cron typo gets a
+/// cron error and a cron value in a duration field gets told where it
+/// belongs.
+fn looks_like_calendar(s: &str) -> bool {
+    s.starts_with('@') || s.contains(['*', '?']) || s.split_whitespace().count() >= 5
+}
+
+/// The error for a calendar expression in a field that takes a duration
+/// (`Timeout`, `StopGrace`, …). The later Go original's files hold cron
+/// strings, and its 5-field form meant something else (seconds first), so
+/// the message says both where calendars go and what 5 fields mean here.
+fn calendar_where_a_duration_belongs(s: &str) -> String {
+    format!(
+        "{s:?} is a calendar expression, not a duration; calendar expressions are \
+         accepted in regularTimer and retryTimer only (5 fields: minute hour day-of-month \
+         month day-of-week, as in crontab; 6 fields: seconds first, as the later Go \
+         original wrote them); here write a duration such as \"2h\" or whole seconds \
+         such as 7200"
+    )
 }
 
 fn parse_duration_str(s: &str) -> Result<Option<Duration>, String> {
@@ -171,24 +200,33 @@ fn parse_duration_str(s: &str) -> Result<Option<Duration>, String> {
 /// often than every second on purpose (SPEC §2).
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Parses `@every DURATION` (the text after `@every`) into a positive
+/// duration; `spelled` is the whole value, for errors.
+fn parse_every(every: &str, spelled: &str) -> Result<Duration, String> {
+    match parse_duration_str(every) {
+        Ok(Some(d)) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(format!("@every needs a positive duration in {spelled:?}")),
+        Err(e) => Err(format!("{e} in {spelled:?}")),
+    }
+}
+
 /// Parses a `regularTimer` value. `Ok(None)` means "only when triggered"
-/// (absent, zero or negative). An interval under [`MIN_INTERVAL`] is an
-/// error.
+/// (absent, zero, negative, or `""`, the later Go original's "no timer").
+/// An interval under [`MIN_INTERVAL`] is an error.
 pub fn parse_schedule(value: &Value) -> Result<Option<Schedule>, String> {
     let too_short = || format!("{value} is shorter than 1 s, the shortest interval allowed");
     if let Value::String(s) = value {
         let s = s.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
         if let Some(every) = s.strip_prefix("@every") {
-            return match parse_duration_str(every) {
-                Ok(Some(d)) if d >= MIN_INTERVAL => Ok(Some(Schedule::Interval(d))),
-                Ok(Some(d)) if !d.is_zero() => Err(too_short()),
-                Ok(_) => Err(format!("@every needs a positive duration in {s:?}")),
-                Err(e) => Err(format!("{e} in {s:?}")),
+            return match parse_every(every, s)? {
+                d if d >= MIN_INTERVAL => Ok(Some(Schedule::Interval(d))),
+                _ => Err(too_short()),
             };
         }
-        // Durations have at most a few words and no `*` or `?`; anything
-        // else is read as cron, so that a cron typo gets a cron error.
-        if s.starts_with('@') || s.contains(['*', '?']) || s.split_whitespace().count() >= 5 {
+        if looks_like_calendar(s) {
             return Calendar::parse(s)
                 .map(|calendar| Some(Schedule::Calendar(calendar)))
                 .map_err(|e| e.to_string());
@@ -199,6 +237,47 @@ pub fn parse_schedule(value: &Value) -> Result<Option<Schedule>, String> {
         Some(d) if d < MIN_INTERVAL => Err(too_short()),
         d => Ok(d.map(Schedule::Interval)),
     }
+}
+
+/// How long a failed run waits for its retry (`retryTimer`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RetryTimer {
+    /// This long after the failure: a duration, or `@every DURATION`.
+    After(Duration),
+    /// The calendar's next slot after the failure, as the later Go original
+    /// read its `"0 0 * * * *"`.
+    Calendar(Calendar),
+}
+
+impl RetryTimer {
+    /// The delay, for `/queue`'s `retryTimer`; `None` for a calendar.
+    pub fn delay(&self) -> Option<Duration> {
+        match self {
+            RetryTimer::After(d) => Some(*d),
+            RetryTimer::Calendar(_) => None,
+        }
+    }
+}
+
+/// Parses a `retryTimer` value. `Ok(None)` means "no retries" (absent,
+/// negative, or `""`, the later Go original's "no timer"); zero means at
+/// once, which [`retry_deadline`] spaces to one retry a second.
+pub fn parse_retry_timer(value: &Value) -> Result<Option<RetryTimer>, String> {
+    if let Value::String(s) = value {
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        if let Some(every) = s.strip_prefix("@every") {
+            return parse_every(every, s).map(|d| Some(RetryTimer::After(d)));
+        }
+        if looks_like_calendar(s) {
+            return Calendar::parse(s)
+                .map(|calendar| Some(RetryTimer::Calendar(calendar)))
+                .map_err(|e| e.to_string());
+        }
+    }
+    Ok(parse_duration(value)?.map(RetryTimer::After))
 }
 
 /// What the state file said when the job started.
@@ -330,10 +409,32 @@ pub fn upcoming_runs(
 }
 
 /// When to retry after a failed run that started at `run_start` and ended
-/// at `now`: `retry_timer` after the end, but never sooner than a second
-/// after the failed run started (a zero timer must not spin).
-pub fn retry_deadline(retry_timer: Duration, run_start: Timestamp, now: Timestamp) -> Timestamp {
-    add(now, retry_timer).max(add(run_start, Duration::from_secs(1)))
+/// at `now`: `retryTimer` after the end, or the calendar's first slot after
+/// it, in `tz`. Never sooner than a second after the failed run started (a
+/// zero timer or an every-second calendar must not spin); a calendar retry
+/// then takes the first slot from that second on, so it stays on a slot.
+pub fn retry_deadline(
+    retry_timer: &RetryTimer,
+    run_start: Timestamp,
+    now: Timestamp,
+    tz: &TimeZone,
+) -> Timestamp {
+    let earliest = add(run_start, Duration::from_secs(1));
+    match retry_timer {
+        RetryTimer::After(delay) => add(now, *delay).max(earliest),
+        RetryTimer::Calendar(calendar) => {
+            // `next_after` is strictly after its argument: from a nanosecond
+            // before `earliest`, a slot at `earliest` itself still counts.
+            let just_before = earliest
+                .checked_sub(jiff::SignedDuration::from_nanos(1))
+                .unwrap_or(earliest);
+            // Parsing made sure the expression fires; only the end of time
+            // has no next occurrence.
+            calendar
+                .next_after(now.max(just_before), tz)
+                .unwrap_or(Timestamp::MAX)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -628,14 +729,193 @@ mod tests {
 
     #[test]
     fn retry_deadline_never_spins() {
+        let after = RetryTimer::After;
         let start = ts(0);
-        assert_eq!(retry_deadline(Duration::ZERO, start, start), ts(1));
-        assert_eq!(retry_deadline(Duration::ZERO, start, ts(5)), ts(5));
-        assert_eq!(retry_deadline(HOUR, start, ts(5)), ts(3605));
+        assert_eq!(
+            retry_deadline(&after(Duration::ZERO), start, start, UTC),
+            ts(1)
+        );
+        assert_eq!(
+            retry_deadline(&after(Duration::ZERO), start, ts(5), UTC),
+            ts(5)
+        );
+        assert_eq!(retry_deadline(&after(HOUR), start, ts(5), UTC), ts(3605));
         // A run that fails at once with a 1 ms timer: the next attempt is a
         // second after this one started, not a millisecond after it ended.
         let millis = Duration::from_millis(1);
         let ended = add(start, Duration::from_millis(3));
-        assert_eq!(retry_deadline(millis, start, ended), ts(1));
+        assert_eq!(retry_deadline(&after(millis), start, ended, UTC), ts(1));
+    }
+
+    fn retry_calendar(expression: &str) -> RetryTimer {
+        match parse_retry_timer(&json!(expression)) {
+            Ok(Some(timer @ RetryTimer::Calendar(_))) => timer,
+            other => panic!("{expression:?} is not a calendar retry: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn retry_timers_of_both_originals() {
+        let after = |secs| Ok(Some(RetryTimer::After(Duration::from_secs(secs))));
+        let cases = [
+            // v0.0.5: whole seconds; ours: duration strings.
+            (json!(3600), after(3600)),
+            (json!(0), after(0)),
+            (json!("90s"), after(90)),
+            (json!("1d 2h 3m 4s"), after(93_784)),
+            // The later original: `@every` is a delay after the failure.
+            (json!("@every 1s"), after(1)),
+            (json!(" @every 3m "), after(180)),
+            // None: absent, negative, or the later original's "".
+            (json!(null), Ok(None)),
+            (json!(-1), Ok(None)),
+            (json!(""), Ok(None)),
+            (json!("  "), Ok(None)),
+        ];
+        for (value, want) in cases {
+            assert_eq!(parse_retry_timer(&value), want, "{value}");
+        }
+        // Retries stay as short as asked: retry_deadline spaces them.
+        assert_eq!(
+            parse_retry_timer(&json!("1ms")),
+            Ok(Some(RetryTimer::After(Duration::from_millis(1))))
+        );
+        for expression in ["0 0 * * * *", "30 3 * * *", "@hourly", "* * * * * *"] {
+            let RetryTimer::Calendar(calendar) = retry_calendar(expression) else {
+                unreachable!()
+            };
+            assert_eq!(calendar.to_string(), expression);
+        }
+        assert_eq!(retry_calendar("@hourly").delay(), None);
+        for (value, want) in [
+            (
+                "@every 0s",
+                "@every needs a positive duration in \"@every 0s\"",
+            ),
+            (
+                "0 0 32 * *",
+                r#"day-of-month "32" is out of range 1-31 in "0 0 32 * *""#,
+            ),
+            ("soon", "not a duration"),
+        ] {
+            let err = parse_retry_timer(&json!(value)).unwrap_err();
+            assert!(err.contains(want), "{value}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_empty_regular_timer_means_none() {
+        for value in [json!(""), json!(" ")] {
+            assert_eq!(parse_schedule(&value), Ok(None), "{value}");
+        }
+    }
+
+    #[test]
+    fn a_calendar_in_a_duration_field_says_where_calendars_go() {
+        for value in ["0 0 * * *", "0 0 * * * *", "@daily", "@every 1h", "*/5"] {
+            let err = parse_duration(&json!(value)).unwrap_err();
+            assert!(
+                err.starts_with(&format!(
+                    "{value:?} is a calendar expression, not a duration"
+                )),
+                "{value}: {err}"
+            );
+            assert!(
+                err.contains("accepted in regularTimer and retryTimer only")
+                    && err.contains("5 fields: minute hour day-of-month month day-of-week")
+                    && err.contains("6 fields: seconds first")
+                    && err.contains("such as \"2h\""),
+                "{value}: {err}"
+            );
+        }
+        // A duration of five words is still a duration, and other mistakes
+        // keep the duration error.
+        assert_eq!(
+            parse_duration(&json!("1d 2h 3m 4s 5ms")),
+            Ok(Some(Duration::from_millis(93_784_005)))
+        );
+        assert_eq!(
+            parse_duration(&json!("soon")).unwrap_err(),
+            "not a duration (expected number at 0) in \"soon\""
+        );
+    }
+
+    #[test]
+    fn a_calendar_retry_waits_for_the_next_slot_after_the_failure() {
+        let hourly = retry_calendar("0 0 * * * *");
+        let start = at("2024-06-10T10:20:00Z");
+        let end = at("2024-06-10T10:20:30Z");
+        assert_eq!(
+            retry_deadline(&hourly, start, end, UTC),
+            at("2024-06-10T11:00:00Z")
+        );
+        // A failure on the slot itself waits for the next one.
+        let on_slot = at("2024-06-10T11:00:00Z");
+        assert_eq!(
+            retry_deadline(&hourly, at("2024-06-10T10:59:00Z"), on_slot, UTC),
+            at("2024-06-10T12:00:00Z")
+        );
+        // In local time: the hour of Kathmandu (+05:45) is not UTC's.
+        let kathmandu = TimeZone::get("Asia/Kathmandu").unwrap();
+        assert_eq!(
+            retry_deadline(&hourly, start, end, &kathmandu),
+            at("2024-06-10T11:15:00Z")
+        );
+    }
+
+    #[test]
+    fn an_every_second_calendar_retry_stays_on_whole_seconds_and_never_spins() {
+        let every_second = retry_calendar("* * * * * *");
+        let start = at("2024-06-10T10:00:00Z");
+        // Failed after 200 ms: the next whole second, a second after start.
+        let end = at("2024-06-10T10:00:00.2Z");
+        assert_eq!(
+            retry_deadline(&every_second, start, end, UTC),
+            at("2024-06-10T10:00:01Z")
+        );
+        // Started mid-second: the first whole second a full second after
+        // the start, not the one just after the end.
+        let start = at("2024-06-10T10:00:00.5Z");
+        let end = at("2024-06-10T10:00:00.6Z");
+        assert_eq!(
+            retry_deadline(&every_second, start, end, UTC),
+            at("2024-06-10T10:00:02Z")
+        );
+        // A long run: the slot after its end.
+        let end = at("2024-06-10T10:07:03.25Z");
+        assert_eq!(
+            retry_deadline(&every_second, start, end, UTC),
+            at("2024-06-10T10:07:04Z")
+        );
+    }
+
+    #[test]
+    fn calendar_retries_across_daylight_saving_changes() {
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        let half_past_two = retry_calendar("0 30 2 * * *");
+        // Spring forward: 02:30 does not exist on 31 March 2024; the retry
+        // is at the first instant after the gap, 03:00 CEST.
+        let start = at("2024-03-31T00:20:00Z");
+        let end = at("2024-03-31T00:25:00Z");
+        assert_eq!(
+            retry_deadline(&half_past_two, start, end, &berlin),
+            at("2024-03-31T01:00:00Z")
+        );
+        // Fall back: 02:30 comes twice on 27 October 2024. A failure before
+        // it retries at the first 02:30 (CEST) ...
+        let start = at("2024-10-27T00:00:00Z");
+        let end = at("2024-10-27T00:10:00Z");
+        assert_eq!(
+            retry_deadline(&half_past_two, start, end, &berlin),
+            at("2024-10-27T00:30:00Z")
+        );
+        // ... and one in the repeated hour after it waits for the next day:
+        // the repeated 02:30 (CET) had its turn already.
+        let start = at("2024-10-27T01:05:00Z");
+        let end = at("2024-10-27T01:10:00Z");
+        assert_eq!(
+            retry_deadline(&half_past_two, start, end, &berlin),
+            at("2024-10-28T01:30:00Z")
+        );
     }
 }

@@ -11,6 +11,7 @@ mod fuzz; // generated input for the parsers and the router: no panics
 mod hardening; // floods, planted links, task limits, blocking files, log rotation
 mod interrupted; // a run the daemon's end interrupted runs again once; a stopped one never
 mod keyring; // rckeyutil and job passwords: Secret Service, kernel keyring, secrecy
+mod migration; // the later Go original's flags, flat config, cron and "" timers, Wg
 mod monitoring; // healthcheck pings to a local stand-in for healthchecks.io
 mod packaging; // scripts/install.sh into a temp root: files, modes, units, uninstall
 mod page; // the status page: headers, token, rendered and clicked in chromium
