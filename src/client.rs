@@ -264,12 +264,15 @@ impl Target {
             (Some(given), _) => given,
             (None, Some(config)) if config.addr.trim().is_empty() => {
                 return Err(Error::Config(
-                    "the daemon's config sets no listen address (SrvConf.Port is empty); \
+                    "the daemon's config sets no listen address (SrvConf.Port or ServerPort is empty); \
                      pass --addr or set RC_ADDR"
                         .into(),
                 ));
             }
-            (None, Some(config)) => (config.addr.clone(), "from the config's SrvConf.Port"),
+            (None, Some(config)) => (
+                config.addr.clone(),
+                "from the config's SrvConf.Port or ServerPort",
+            ),
             (None, None) => unreachable!("the config is read when no address is given"),
         };
         let token = match (given_token, &config) {

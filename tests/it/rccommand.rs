@@ -277,7 +277,9 @@ fn exit_codes_and_messages() {
     let out = rccommand(home, &["--config", config.to_str().unwrap(), "queue"], &[]);
     expect_code(&out, 3, "daemon down, address from the config");
     assert!(
-        stderr(&out).contains(&format!("{gone} (from the config's SrvConf.Port)")),
+        stderr(&out).contains(&format!(
+            "{gone} (from the config's SrvConf.Port or ServerPort)"
+        )),
         "{}",
         stderr(&out)
     );

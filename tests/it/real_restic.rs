@@ -440,10 +440,7 @@ fn stopping_a_real_backup_leaves_no_lock(restic: &Restic) {
         "{job}"
     );
     let output = last_output(&daemon, "dump");
-    assert!(
-        output.contains("signal interrupt received, cleaning up"),
-        "{output}"
-    );
+    assert!(saw_sigint(&output), "{output}");
     assert_eq!(
         repo.locks().trim(),
         "",
@@ -501,13 +498,25 @@ fn a_daemon_shutdown_during_a_real_backup_leaves_no_lock(restic: &Restic) {
         restic.interrupted_exit_code()
     );
     daemon.wait_stderr(&ended);
-    daemon.wait_stderr("signal interrupt received, cleaning up");
+    daemon.wait_for("restic's own cleanup after SIGINT", |d| {
+        saw_sigint(&d.stderr()).then_some(())
+    });
     assert_eq!(repo.locks().trim(), "", "the shutdown left a lock");
     assert!(repo.snapshots().is_empty());
     // Not counted as a failure across the restart either.
     let state = env.read_state("long");
     assert!(state.get("ConsecutiveFailures").is_none(), "{state}");
     assert!(state["LastRun"].is_string(), "{state}");
+}
+
+/// Whether restic's output shows it handled the SIGINT itself. The SIGINT
+/// goes to the whole process group, so restic 0.18 may first see the
+/// command of its `--stdin-from-command` die and say so instead of
+/// "signal interrupt received" (seen under load); either way it cleaned up
+/// and exited by itself, which the lock check and the exit code confirm.
+fn saw_sigint(output: &str) -> bool {
+    output.contains("signal interrupt received, cleaning up")
+        || output.contains("command failed: signal: interrupt")
 }
 
 /// `(start, end)` of a job's last run in Unix ms.
