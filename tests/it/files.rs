@@ -4,13 +4,11 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
+use std::process::Command;
 
 use serde_json::json;
 
-use crate::support::{DAEMON, PATIENCE, TestEnv};
+use crate::support::{DAEMON, TestEnv};
 
 fn daemon(args: &[&str]) -> (i32, String, String) {
     let output = Command::new(DAEMON)
@@ -308,40 +306,6 @@ fn without_home_the_defaults_are_errors_not_paths_under_the_root() {
     );
 }
 
-/// `restic-cronned --check` on `env`'s job directory: its exit code and
-/// stdout. Bounded by [`PATIENCE`], so a check that hangs fails the test
-/// instead of hanging it.
-fn check(env: &TestEnv) -> (i32, String) {
-    let child = Command::new(DAEMON)
-        .arg("--config")
-        .arg(&env.config)
-        .arg("--check")
-        .arg(&env.jobs)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the daemon");
-    let pid = child.id();
-    let (sender, receiver) = mpsc::channel();
-    thread::spawn(move || sender.send(child.wait_with_output()));
-    match receiver.recv_timeout(PATIENCE) {
-        Ok(Ok(output)) => (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-        ),
-        Ok(Err(e)) => panic!("--check: {e}"),
-        Err(_) => {
-            // SAFETY: plain syscall on our own child, which the thread
-            // above reaps once it dies.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGKILL);
-            }
-            panic!("--check did not finish");
-        }
-    }
-}
-
 /// The one line of `out` that mentions `file`.
 fn line_about<'a>(out: &'a str, file: &Path) -> &'a str {
     let name = file.display().to_string();
@@ -382,7 +346,7 @@ fn a_secret_of_the_wrong_type_is_named_by_its_key_never_shown() {
         ping.display()
     );
 
-    let (code, out) = check(&env);
+    let (code, out) = env.check();
     assert_eq!(code, 1, "{out}");
     assert_eq!(line_about(&out, &s3), format!("error: {want_s3}"));
     assert_eq!(line_about(&out, &ping), format!("error: {want_ping}"));
@@ -428,7 +392,7 @@ fn an_interval_under_a_second_is_refused_naming_the_file_and_the_value() {
             json!({"regularTimer": "@every 1s", "retryTimer": "1ms"}),
         ),
     );
-    let (code, out) = check(&env);
+    let (code, out) = env.check();
     assert_eq!(code, 1, "{out}");
     for (file, value) in [(&fast, r#""1ms""#), (&every, r#""@every 500ms""#)] {
         let line = line_about(&out, file);
@@ -483,7 +447,7 @@ fn a_restic_path_other_users_may_change_makes_a_root_daemons_job_invalid() {
     }
     env.write_job("safe", &env.fake_job("safe", &[], json!({})));
 
-    let (code, out) = check(&env);
+    let (code, out) = env.check();
     if !root {
         // The rule is a root daemon's; anyone else's may run what it owns.
         assert_eq!(code, 0, "{out}");
@@ -563,7 +527,7 @@ fn a_fifo_a_device_or_a_huge_file_is_named_and_hangs_nothing() {
         ),
     ];
 
-    let (code, out) = check(&env);
+    let (code, out) = env.check();
     assert_eq!(code, 1, "{out}");
     for (file, want) in wants {
         assert_eq!(

@@ -266,15 +266,8 @@ fn state_and_log_dirs_that_others_can_write_are_refused_at_start() {
         assert!(stderr.contains(&shared.display().to_string()), "{stderr}");
         assert!(stderr.contains("chmod go-w"), "{stderr}");
         // --check says so before a start would fail.
-        let check = Command::new(DAEMON)
-            .arg("--config")
-            .arg(&env.config)
-            .arg("--check")
-            .arg(&env.jobs)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&check.stdout);
-        assert_eq!(check.status.code(), Some(1), "{stdout}");
+        let (code, stdout) = env.check();
+        assert_eq!(code, 1, "{stdout}");
         assert!(
             stdout.contains(&format!("error: {key} {}", shared.display())),
             "{stdout}"

@@ -276,19 +276,9 @@ fn a_calendar_in_a_duration_field_is_refused_with_the_fix() {
         file.display()
     );
     assert!(body.contains(&want), "{body}");
-    let output = Command::new(DAEMON)
-        .arg("--config")
-        .arg(&env.config)
-        .arg("--check")
-        .arg(&env.jobs)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", output_text(&output));
-    assert!(
-        String::from_utf8_lossy(&output.stdout).contains(&format!("error: {want}")),
-        "{}",
-        output_text(&output)
-    );
+    let (code, stdout) = env.check();
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains(&format!("error: {want}")), "{stdout}");
 }
 
 #[test]

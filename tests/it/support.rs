@@ -221,6 +221,40 @@ impl TestEnv {
         fs::write(self.state_file(job), text).unwrap();
     }
 
+    /// `restic-cronned --check` on the job directory: its exit code and
+    /// stdout. Bounded by [`PATIENCE`], so a check that hangs fails the test
+    /// instead of hanging it.
+    pub fn check(&self) -> (i32, String) {
+        let child = Command::new(DAEMON)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--check")
+            .arg(&self.jobs)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run the daemon");
+        let pid = child.id();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        thread::spawn(move || sender.send(child.wait_with_output()));
+        match receiver.recv_timeout(PATIENCE) {
+            Ok(Ok(output)) => (
+                output.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+            ),
+            Ok(Err(e)) => panic!("--check: {e}"),
+            Err(_) => {
+                // SAFETY: plain syscall on our own child, which the thread
+                // above reaps once it dies.
+                unsafe {
+                    libc::kill(pid as libc::pid_t, libc::SIGKILL);
+                }
+                panic!("--check did not finish");
+            }
+        }
+    }
+
     pub fn read_state(&self, job: &str) -> Value {
         let text = fs::read_to_string(self.state_file(job)).expect("state file");
         serde_json::from_str(&text).expect("state file is JSON")
