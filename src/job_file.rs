@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::files::{self, CappedReadError};
 use crate::healthcheck;
+use crate::preconditions::Preconditions;
 use crate::json::{self, Echo, Object, Position, describe};
 use crate::redacted::Redacted;
 use crate::schedule::{self, RetryTimer, Schedule};
@@ -114,6 +115,8 @@ pub struct Job {
     pub stop_after_failed_retries: bool,
     pub healthcheck: Option<String>,
     pub unlock_stale: bool,
+    /// `Preconditions` with `CheckPrecondsEvery` and `CheckPrecondsMaxTimes`.
+    pub preconditions: Option<Preconditions>,
 }
 
 /// One problem with a job file.
@@ -679,6 +682,7 @@ impl Parser<'_, '_> {
             stop_after_failed_retries,
             healthcheck,
             unlock_stale,
+            preconditions: None,
         })
     }
 }

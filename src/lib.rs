@@ -16,6 +16,7 @@ pub mod json;
 pub mod keyring;
 pub mod logging;
 pub mod metrics;
+pub mod preconditions;
 pub mod process;
 pub mod progress;
 pub mod rckeyutil;
