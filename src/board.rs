@@ -25,6 +25,8 @@ pub const RUNS_KEPT: usize = 20;
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Waiting,
+    /// Its preconditions are being checked (SPEC §3.1).
+    Checking,
     Working,
     Stopped,
     Invalid,
@@ -53,6 +55,8 @@ pub enum Outcome {
     Locked,
     Timeout,
     Stopped,
+    /// Its preconditions did not hold: nothing ran (SPEC §3.1).
+    Skipped,
 }
 
 impl Outcome {
@@ -64,6 +68,7 @@ impl Outcome {
             Outcome::Locked => "locked",
             Outcome::Timeout => "timeout",
             Outcome::Stopped => "stopped",
+            Outcome::Skipped => "skipped",
         }
     }
 
@@ -92,6 +97,7 @@ pub struct RunCounts {
     pub success: u64,
     pub warning: u64,
     pub failure: u64,
+    pub skipped: u64,
 }
 
 /// What a job thread publishes about itself.
@@ -181,6 +187,7 @@ impl JobStatus {
             // A run someone stopped did not fail.
             Outcome::Stopped => {}
             Outcome::Failure | Outcome::Locked | Outcome::Timeout => self.runs_total.failure += 1,
+            Outcome::Skipped => self.runs_total.skipped += 1,
         }
         self.runs.push_front(Arc::new(run));
         self.runs.truncate(RUNS_KEPT);
@@ -246,7 +253,7 @@ impl Board {
             match entry.status {
                 Status::Working => overview.running += 1,
                 Status::Invalid => overview.invalid += 1,
-                Status::Waiting | Status::Stopped => {}
+                Status::Waiting | Status::Checking | Status::Stopped => {}
             }
             if entry.consecutive_failures > 0 {
                 overview.failing += 1;

@@ -727,7 +727,7 @@ impl Daemon {
         let (_, slot) = self.find(name)?;
         let running = matches!(
             self.context.board.status_of(name),
-            Some(Status::Waiting | Status::Working)
+            Some(Status::Waiting | Status::Checking | Status::Working)
         );
         slot.handle.as_ref().filter(|_| running)
     }

@@ -21,6 +21,7 @@ use crate::healthcheck::{Ping, PingSender};
 use crate::job_file::{Job, JobName};
 use crate::keyring::Keyring;
 use crate::logging::LineRateLimit;
+use crate::preconditions::{self, Preconditions};
 use crate::process::{self, Output, RunningChild, Spec, Stream, describe_status};
 use crate::progress::{self, Summary};
 use crate::restic::{self, Repository, RepositorySource};
@@ -189,6 +190,15 @@ enum Cause {
     Deadline,
     Trigger,
     Resume,
+}
+
+/// How a round of precondition checks ended.
+enum Checked {
+    Hold,
+    /// The last round failed: these checks.
+    Failed(Vec<String>),
+    /// A stop, restart or exit came; it is queued in `after_run`.
+    Interrupted,
 }
 
 /// Why a run is ending early.
@@ -470,6 +480,18 @@ impl Actor {
             // The 60-second re-check of the wall clock: nothing is due yet.
             return true;
         }
+        // Before the repository's turn: a job waiting for a disk to be
+        // mounted must not hold up the other jobs on its repository.
+        if let Some(preconditions) = self.job.preconditions.clone() {
+            match self.check_preconditions(&preconditions) {
+                Checked::Hold => {}
+                Checked::Failed(failures) => return self.skip(&failures),
+                Checked::Interrupted => {
+                    let pending = std::mem::take(&mut self.after_run);
+                    return pending.into_iter().all(|control| self.handle(control));
+                }
+            }
+        }
         self.resolve_repository();
         let Ok(turn) = self.take_turn() else {
             // A stop (or restart, or exit) came while we waited.
@@ -601,6 +623,106 @@ impl Actor {
             };
             let _ = self.context.notices.send(notice);
         }
+        let pending = std::mem::take(&mut self.after_run);
+        pending.into_iter().all(|control| self.handle(control))
+    }
+
+    /// Rounds of precondition checks (SPEC §3.1) until one passes or
+    /// `CheckPrecondsMaxTimes` have failed. The checks run on a thread of
+    /// their own (a DNS lookup cannot be interrupted), so a stop interrupts
+    /// at once; a trigger that arrives meanwhile merges into this run.
+    fn check_preconditions(&mut self, preconditions: &Preconditions) -> Checked {
+        let name = self.job.name.clone();
+        self.publish(|s| s.status = Status::Checking);
+        let mut failures = Vec::new();
+        for round in 1..=preconditions.rounds {
+            let (sender, answer) = bounded(1);
+            let checks = preconditions.clone();
+            // Not joined: a lookup that hangs ends by itself within
+            // CHECK_LIMIT, and nobody waits for its answer then.
+            let started = thread::Builder::new()
+                .name(format!("checks {name}"))
+                .stack_size(128 * 1024)
+                .spawn(move || {
+                    let _ = sender.send(preconditions::check_round(&checks));
+                });
+            failures = match started {
+                Ok(_) => loop {
+                    select! {
+                        recv(answer) -> failures => break failures.unwrap_or_default(),
+                        recv(self.control) -> msg => if self.defer(msg.ok()) {
+                            return Checked::Interrupted;
+                        },
+                        recv(self.trigger) -> _ => {},
+                    }
+                },
+                Err(e) => vec![format!("cannot start a thread for the checks: {e}")],
+            };
+            if failures.is_empty() {
+                self.publish(|s| {
+                    s.status = Status::Waiting;
+                    s.error = None;
+                });
+                return Checked::Hold;
+            }
+            let shown = failures.join("; ");
+            info!(
+                "[{name}] preconditions failed (round {round} of {}): {shown}",
+                preconditions.rounds
+            );
+            self.publish(|s| s.error = Some(format!("preconditions failed: {shown}")));
+            if round < preconditions.rounds {
+                let next_round = after(preconditions.every);
+                loop {
+                    select! {
+                        recv(next_round) -> _ => break,
+                        recv(self.control) -> msg => if self.defer(msg.ok()) {
+                            return Checked::Interrupted;
+                        },
+                        recv(self.trigger) -> _ => {},
+                    }
+                }
+            }
+        }
+        Checked::Failed(failures)
+    }
+
+    /// A run whose preconditions did not hold: recorded as `skipped`, no
+    /// restic, no hook, no healthcheck ping, no retry spent; the deadlines
+    /// it would have served are over, and the job waits for its next
+    /// regular slot.
+    fn skip(&mut self, failures: &[String]) -> bool {
+        let now = Timestamp::now();
+        let regular_due = self.deadlines.regular.filter(|d| *d <= now);
+        if let (Some(schedule), Some(slot)) = (&self.job.schedule, regular_due) {
+            self.deadlines.regular = Some(schedule.next_slot(slot, now, &TimeZone::system()));
+        }
+        if self.deadlines.retry.is_some_and(|d| d <= now) {
+            self.deadlines.retry = None;
+        }
+        let error = format!("preconditions failed: {}", failures.join("; "));
+        warn!("[{}] run skipped: {error}", self.job.name);
+        let record = RunRecord {
+            start: now,
+            end: now,
+            outcome: Outcome::Skipped,
+            exit_code: None,
+            error: Some(error.clone()),
+            output_tail: String::new(),
+            summary: None,
+        };
+        self.persist();
+        let deadlines = self.deadlines;
+        self.publish(|s| {
+            s.status = Status::Waiting;
+            s.next_run = deadlines.next();
+            if let Some(next) = deadlines.next() {
+                s.wait_start = Some(now);
+                s.wait_end = Some(next);
+            }
+            s.error = Some(error);
+            s.record(record);
+        });
         let pending = std::mem::take(&mut self.after_run);
         pending.into_iter().all(|control| self.handle(control))
     }

@@ -127,6 +127,7 @@ pub fn render(jobs: &[JobStatus]) -> String {
             ("success", counts.success),
             ("warning", counts.warning),
             ("failure", counts.failure),
+            ("skipped", counts.skipped),
         ] {
             let _ = writeln!(
                 out,

@@ -282,7 +282,7 @@ pub fn failure_reason(
         None => format!("{class} (restic {status})"),
     };
     Some(match outcome {
-        Outcome::Success | Outcome::Stopped | Outcome::Timeout => return None,
+        Outcome::Success | Outcome::Stopped | Outcome::Timeout | Outcome::Skipped => return None,
         Outcome::Warning => match said {
             Some(said) => format!("some files could not be read: {said}"),
             None => format!("some files could not be read (restic {status})"),
