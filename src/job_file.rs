@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use crate::files::{self, CappedReadError};
 use crate::healthcheck;
-use crate::preconditions::Preconditions;
 use crate::json::{self, Echo, Object, Position, describe};
+use crate::preconditions::Preconditions;
 use crate::redacted::Redacted;
 use crate::schedule::{self, RetryTimer, Schedule};
 
