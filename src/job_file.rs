@@ -717,14 +717,17 @@ impl Parser<'_, '_> {
     fn preconditions(&mut self) -> Option<Preconditions> {
         // Both are read, and their types checked, even without
         // `Preconditions`: the later original's own example files set them
-        // on jobs that check nothing, and that is no reason to warn.
+        // on jobs that check nothing, and that is no reason to warn. `null`
+        // and negative waits (no duration) mean the default; `0` means
+        // rounds back to back.
         let every = self
             .field("CheckPrecondsEvery", |v, _| schedule::parse_duration(v))
             .flatten()
             .unwrap_or(DEFAULT_CHECK_PRECONDS_EVERY);
         // The original skipped the checks entirely when this was 0 or less
         // (its default); we check at least once, since a job that lists
-        // preconditions means them.
+        // preconditions means them. More rounds than a u32 holds are, at
+        // one a second, 136 years: the most there is.
         let rounds = self
             .field("CheckPrecondsMaxTimes", |v, _| match v {
                 Value::Null => Ok(1),
