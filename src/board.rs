@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::job_file::{Entry, Job};
+use crate::preconditions::Preconditions;
 use crate::progress::{Progress, Summary};
 use crate::restic;
 use crate::schedule::{RetryTimer, Schedule};
@@ -399,6 +400,19 @@ struct QueueEntry<'a> {
     #[serde(rename = "ResticArguments")]
     /// With passwords in repository URLs masked.
     restic_arguments: Option<Vec<Cow<'a, str>>>,
+    /// The later original's precondition keys, where it put them, for jobs
+    /// that have preconditions only (SPEC §5).
+    #[serde(rename = "Preconditions", skip_serializing_if = "Option::is_none")]
+    preconditions: Option<PreconditionsJson<'a>>,
+    /// Seconds, as the original's integer; a fraction only when the job
+    /// file gave one (`"1500ms"`).
+    #[serde(rename = "CheckPrecondsEvery", skip_serializing_if = "Option::is_none")]
+    check_preconds_every: Option<serde_json::Number>,
+    #[serde(
+        rename = "CheckPrecondsMaxTimes",
+        skip_serializing_if = "Option::is_none"
+    )]
+    check_preconds_max_times: Option<u32>,
     schedule: Option<String>,
     #[serde(rename = "nextRun")]
     next_run: Option<String>,
@@ -414,10 +428,54 @@ struct QueueEntry<'a> {
     error: Option<&'a str>,
 }
 
+/// `Preconditions` in `/queue`, in the original's encoding: an empty list
+/// is `null`, as Go wrote its nil slices.
+#[derive(Serialize)]
+struct PreconditionsJson<'a> {
+    #[serde(rename = "PathesMust")]
+    paths: Option<Vec<Cow<'a, str>>>,
+    #[serde(rename = "HostsMustRoute")]
+    hosts_route: Option<&'a [String]>,
+    #[serde(rename = "HostsMustConnect")]
+    hosts_connect: Option<Vec<HostAndPortJson<'a>>>,
+}
+
+#[derive(Serialize)]
+struct HostAndPortJson<'a> {
+    #[serde(rename = "Host")]
+    host: &'a str,
+    #[serde(rename = "Port")]
+    port: u16,
+}
+
+fn preconditions_json(p: &Preconditions) -> PreconditionsJson<'_> {
+    PreconditionsJson {
+        paths: (!p.paths.is_empty()).then(|| p.paths.iter().map(|p| p.to_string_lossy()).collect()),
+        hosts_route: (!p.hosts_route.is_empty()).then_some(p.hosts_route.as_slice()),
+        hosts_connect: (!p.hosts_connect.is_empty()).then(|| {
+            p.hosts_connect
+                .iter()
+                .map(|(host, port)| HostAndPortJson { host, port: *port })
+                .collect()
+        }),
+    }
+}
+
+/// Whole seconds as an integer (what the original's clients decode into an
+/// `int`), other durations as a fraction.
+fn seconds(d: std::time::Duration) -> serde_json::Number {
+    if d.subsec_nanos() == 0 {
+        d.as_secs().into()
+    } else {
+        serde_json::Number::from_f64(d.as_secs_f64()).unwrap_or_else(|| d.as_secs().into())
+    }
+}
+
 fn queue_entry<'a>(s: &'a JobStatus, tz: &TimeZone) -> QueueEntry<'a> {
     let job = s.job.as_deref();
     let keyring = job.and_then(|j| j.keyring.as_ref());
     let next_job = job.map_or(Value::Null, |j| j.next_job_raw.clone());
+    let preconditions = job.and_then(|j| j.preconditions.as_ref());
     QueueEntry {
         job_name: &s.name,
         status: s.status,
@@ -451,6 +509,9 @@ fn queue_entry<'a>(s: &'a JobStatus, tz: &TimeZone) -> QueueEntry<'a> {
                 .map(|a| restic::mask_credentials(a))
                 .collect()
         }),
+        preconditions: preconditions.map(preconditions_json),
+        check_preconds_every: preconditions.map(|p| seconds(p.every)),
+        check_preconds_max_times: preconditions.map(|p| p.rounds),
         schedule: job.and_then(|j| j.schedule.as_ref()).map(|s| s.to_string()),
         next_run: s.next_run.map(|t| time(t, tz)),
         repository: s.repository.as_deref(),
@@ -537,6 +598,61 @@ mod tests {
                 ("seconds", 86_400 * s, 3_600 * s),
             ]
         );
+    }
+
+    #[test]
+    fn the_queue_has_the_originals_precondition_keys_for_jobs_that_have_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let board = Board::new("/jobs");
+        let jobs = [
+            (
+                "checked",
+                r#""CheckPrecondsEvery": 20, "CheckPrecondsMaxTimes": 100,
+                   "Preconditions": {"PathesMust": ["/tmp/backup"],
+                       "HostsMustConnect": [{"Host": "nas.local", "Port": 22}]}"#,
+            ),
+            (
+                "fraction",
+                r#""CheckPrecondsEvery": "1500ms", "Preconditions": {"HostsMustRoute": ["localhost"]}"#,
+            ),
+            (
+                "unchecked",
+                r#""CheckPrecondsEvery": 20, "CheckPrecondsMaxTimes": 100"#,
+            ),
+        ];
+        for (name, keys) in jobs {
+            let path = dir.path().join(format!("{name}.json"));
+            let text = format!(r#"{{"ResticArguments": ["x"], {keys}}}"#);
+            std::fs::write(&path, text).unwrap();
+            let job = crate::job_file::load_file(&path).job.unwrap();
+            board.insert(&format!("{name}.json"), JobStatus::new(1, job));
+        }
+        let body = board.queue_json();
+        // In the original's place and order: after ResticArguments.
+        assert!(
+            body.contains(
+                r#""ResticArguments":["x"],"Preconditions":{"PathesMust":["/tmp/backup"],"HostsMustRoute":null,"HostsMustConnect":[{"Host":"nas.local","Port":22}]},"CheckPrecondsEvery":20,"CheckPrecondsMaxTimes":100,"#
+            ),
+            "{body}"
+        );
+        let queue: Value = serde_json::from_str(&body).unwrap();
+        let fraction = &queue["Jobs"][1];
+        assert_eq!(fraction["Preconditions"]["PathesMust"], Value::Null);
+        assert_eq!(fraction["Preconditions"]["HostsMustRoute"][0], "localhost");
+        assert_eq!(fraction["CheckPrecondsEvery"], 1.5);
+        assert_eq!(fraction["CheckPrecondsMaxTimes"], 1);
+        let unchecked = queue["Jobs"][2].as_object().unwrap();
+        for key in [
+            "Preconditions",
+            "CheckPrecondsEvery",
+            "CheckPrecondsMaxTimes",
+        ] {
+            assert!(!unchecked.contains_key(key), "{key}: {unchecked:?}");
+        }
+        // `/job` shows them as `/queue` does.
+        let job: Value = serde_json::from_str(&board.job_json("checked").unwrap()).unwrap();
+        assert_eq!(job["Preconditions"], queue["Jobs"][0]["Preconditions"]);
+        assert_eq!(job["CheckPrecondsEvery"], 20);
     }
 
     fn run(second: i64, outcome: Outcome, output: &str) -> RunRecord {

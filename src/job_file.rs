@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use crate::files::{self, CappedReadError};
 use crate::healthcheck;
-use crate::preconditions::Preconditions;
 use crate::json::{self, Echo, Object, Position, describe};
+use crate::preconditions::Preconditions;
 use crate::redacted::Redacted;
 use crate::schedule::{self, RetryTimer, Schedule};
 
@@ -39,7 +39,25 @@ pub const KNOWN_KEYS: &[&str] = &[
     "StopAfterFailedRetries",
     "Healthcheck",
     "UnlockStale",
+    "Preconditions",
+    "CheckPrecondsEvery",
+    "CheckPrecondsMaxTimes",
 ];
+
+/// The keys of a `Preconditions` object. `PathsMust` is our spelling of the
+/// original's `PathesMust`; either may be used, not both.
+const PRECONDITION_KEYS: &[&str] = &[
+    "PathesMust",
+    "PathsMust",
+    "HostsMustRoute",
+    "HostsMustConnect",
+];
+
+/// The keys of one `HostsMustConnect` item.
+const HOST_PORT_KEYS: &[&str] = &["Host", "Port"];
+
+/// `CheckPrecondsEvery` when the file does not set it (SPEC §2).
+pub const DEFAULT_CHECK_PRECONDS_EVERY: Duration = Duration::from_secs(60);
 
 /// Keys whose values may hold secrets: S3 keys in `Env`, the check's UUID in
 /// a `Healthcheck` URL. A problem with one names the file, the position, the
@@ -444,8 +462,10 @@ pub fn load_file(path: &Path) -> Entry {
         text: &text,
         path,
         problems: Vec::new(),
+        warnings: Vec::new(),
     };
     let job = parser.job(&entry.name);
+    entry.warnings.append(&mut parser.warnings);
     if let Some(why) = not_safe(&meta) {
         parser
             .problems
@@ -492,6 +512,9 @@ struct Parser<'a, 'o> {
     text: &'a str,
     path: &'a Path,
     problems: Vec<Problem>,
+    /// Unknown keys inside values (`Preconditions`); the top-level ones
+    /// are `load_file`'s.
+    warnings: Vec<Problem>,
 }
 
 impl Parser<'_, '_> {
@@ -666,6 +689,7 @@ impl Parser<'_, '_> {
             })
             .filter(|url| !url.is_empty());
         let unlock_stale = self.bool("UnlockStale");
+        let preconditions = self.preconditions();
         Some(Job {
             name: name?,
             file: self.path.to_path_buf(),
@@ -682,8 +706,298 @@ impl Parser<'_, '_> {
             stop_after_failed_retries,
             healthcheck,
             unlock_stale,
-            preconditions: None,
+            preconditions,
         })
+    }
+
+    /// `Preconditions` with `CheckPrecondsEvery` and `CheckPrecondsMaxTimes`
+    /// (SPEC §3.1). `None` when there is nothing to check, or when
+    /// something is wrong (then the job is invalid and the problems say
+    /// why).
+    fn preconditions(&mut self) -> Option<Preconditions> {
+        // Both are read, and their types checked, even without
+        // `Preconditions`: the later original's own example files set them
+        // on jobs that check nothing, and that is no reason to warn. `null`
+        // and negative waits (no duration) mean the default; `0` means
+        // rounds back to back.
+        let every = self
+            .field("CheckPrecondsEvery", |v, _| schedule::parse_duration(v))
+            .flatten()
+            .unwrap_or(DEFAULT_CHECK_PRECONDS_EVERY);
+        // The original skipped the checks entirely when this was 0 or less
+        // (its default); we check at least once, since a job that lists
+        // preconditions means them. More rounds than a u32 holds are, at
+        // one a second, 136 years: the most there is.
+        let rounds = self
+            .field("CheckPrecondsMaxTimes", |v, _| match v {
+                Value::Null => Ok(1),
+                Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n
+                    .as_i64()
+                    .map_or(u32::MAX, |n| u32::try_from(n.max(1)).unwrap_or(u32::MAX))),
+                other => Err(format!(
+                    "expected a whole number of rounds, found {}",
+                    describe(other)
+                )),
+            })
+            .unwrap_or(1);
+        let (spelled, value, position) = self.object.entry("Preconditions")?;
+        let map = match value {
+            Value::Null => return None,
+            Value::Object(map) => map,
+            other => {
+                self.error(
+                    position,
+                    format!(
+                        "Preconditions: expected an object such as \
+                         {{\"PathesMust\": [\"/mnt/usb/photos\"]}}, found {}",
+                        describe(other)
+                    ),
+                );
+                return None;
+            }
+        };
+        let object = Object::new(map, None);
+        let text = self.text;
+        // Where a key inside `Preconditions` stands, else where
+        // `Preconditions` does.
+        let at = |path: &[&str]| {
+            let mut full = vec![spelled];
+            full.extend_from_slice(path);
+            json::key_position(text, &full).or(position)
+        };
+        let problems_before = self.problems.len();
+        for unknown in object.unknown_keys(PRECONDITION_KEYS) {
+            let position = at(&[&unknown.key]);
+            self.warning(position, format!("Preconditions: {unknown}; ignored"));
+        }
+
+        let paths = match (object.entry("PathesMust"), object.entry("PathsMust")) {
+            (Some((first, ..)), Some((second, ..))) => {
+                self.error(
+                    at(&[second]),
+                    format!(
+                        "Preconditions: both {first:?} and {second:?} are given; they are two \
+                         spellings of one list, so keep one"
+                    ),
+                );
+                Vec::new()
+            }
+            (Some((key, value, _)), None) | (None, Some((key, value, _))) => {
+                let name = if key.eq_ignore_ascii_case("PathsMust") {
+                    "PathsMust"
+                } else {
+                    "PathesMust"
+                };
+                let paths = self.names(
+                    value,
+                    &format!("Preconditions.{name}"),
+                    "a path",
+                    at(&[key]),
+                );
+                // Relative paths are taken from the job directory, restic's
+                // working directory, so that `"./data"` means the same to
+                // the check as to the backup.
+                let job_dir = self.path.parent().unwrap_or(Path::new("."));
+                paths
+                    .into_iter()
+                    .map(|p| {
+                        let joined = job_dir.join(p);
+                        std::path::absolute(&joined).unwrap_or(joined)
+                    })
+                    .collect()
+            }
+            (None, None) => Vec::new(),
+        };
+        let hosts_route = match object.entry("HostsMustRoute") {
+            Some((key, value, _)) => self.names(
+                value,
+                "Preconditions.HostsMustRoute",
+                "a host name",
+                at(&[key]),
+            ),
+            None => Vec::new(),
+        };
+        let hosts_connect = match object.entry("HostsMustConnect") {
+            Some((key, value, _)) => self.hosts_and_ports(value, &[spelled, key]),
+            None => Vec::new(),
+        };
+        if self.problems.len() > problems_before
+            || (paths.is_empty() && hosts_route.is_empty() && hosts_connect.is_empty())
+        {
+            return None;
+        }
+        Some(Preconditions {
+            paths,
+            hosts_route,
+            hosts_connect,
+            every,
+            rounds,
+        })
+    }
+
+    /// A list of non-empty strings (paths, host names) under `key`; `null`
+    /// is an empty list, as in the original. Each bad item is reported at
+    /// `position` (items have no key of their own to point at).
+    fn names(
+        &mut self,
+        value: &Value,
+        key: &str,
+        what: &str,
+        position: Option<Position>,
+    ) -> Vec<String> {
+        let items = match value {
+            Value::Null => return Vec::new(),
+            Value::Array(items) => items,
+            other => {
+                let message = format!(
+                    "{key}: expected a list of strings, found {}",
+                    describe(other)
+                );
+                self.error(position, message);
+                return Vec::new();
+            }
+        };
+        let mut names = Vec::new();
+        let mut refusals = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match item {
+                Value::String(s) if !s.is_empty() && !s.contains('\0') => names.push(s.clone()),
+                other => refusals.push((
+                    position,
+                    format!(
+                        "{key}: item {i}: expected {what}, found {}",
+                        describe(other)
+                    ),
+                )),
+            }
+        }
+        self.errors_capped(key, position, refusals);
+        names
+    }
+
+    /// `HostsMustConnect`: `[{"Host": "nas.local", "Port": 22}]` (keys in
+    /// any case), `null` for none. `path` leads to it from the top level,
+    /// as the file spells it.
+    fn hosts_and_ports(&mut self, value: &Value, path: &[&str]) -> Vec<(String, u16)> {
+        const KEY: &str = "Preconditions.HostsMustConnect";
+        let text = self.text;
+        let list_position = json::key_position(text, path);
+        let items = match value {
+            Value::Null => return Vec::new(),
+            Value::Array(items) => items,
+            other => {
+                let message = format!(
+                    "{KEY}: expected a list such as [{{\"Host\": \"nas.local\", \"Port\": 22}}], \
+                     found {}",
+                    describe(other)
+                );
+                self.error(list_position, message);
+                return Vec::new();
+            }
+        };
+        let mut hosts = Vec::new();
+        let mut refusals = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let index = i.to_string();
+            // Where a key of this item stands, else where the list does.
+            let at = |key: &str| {
+                let mut full = path.to_vec();
+                full.push(&index);
+                full.push(key);
+                json::key_position(text, &full).or(list_position)
+            };
+            let Value::Object(map) = item else {
+                refusals.push((
+                    list_position,
+                    format!(
+                        "{KEY}: item {i}: expected {{\"Host\": …, \"Port\": …}}, found {}",
+                        describe(item)
+                    ),
+                ));
+                continue;
+            };
+            let object = Object::new(map, None);
+            for unknown in object.unknown_keys(HOST_PORT_KEYS) {
+                let position = at(&unknown.key);
+                self.warning(position, format!("{KEY}: item {i}: {unknown}; ignored"));
+            }
+            let host = match object.entry("Host") {
+                Some((_, Value::String(host), _)) if !host.is_empty() && !host.contains('\0') => {
+                    Some(host.clone())
+                }
+                Some((spelled, other, _)) => {
+                    refusals.push((
+                        at(spelled),
+                        format!(
+                            "{KEY}: item {i}: Host: expected a host name, found {}",
+                            describe(other)
+                        ),
+                    ));
+                    None
+                }
+                None => {
+                    refusals.push((list_position, format!("{KEY}: item {i}: Host is missing")));
+                    None
+                }
+            };
+            let port = match object.entry("Port") {
+                Some((spelled, value, _)) => {
+                    let port = value
+                        .as_u64()
+                        .and_then(|p| u16::try_from(p).ok())
+                        .filter(|&p| p != 0);
+                    if port.is_none() {
+                        refusals.push((
+                            at(spelled),
+                            format!(
+                                "{KEY}: item {i}: Port: expected a whole number from 1 to 65535, \
+                                 found {}",
+                                describe(value)
+                            ),
+                        ));
+                    }
+                    port
+                }
+                None => {
+                    refusals.push((list_position, format!("{KEY}: item {i}: Port is missing")));
+                    None
+                }
+            };
+            if let (Some(host), Some(port)) = (host, port) {
+                hosts.push((host, port));
+            }
+        }
+        self.errors_capped(KEY, list_position, refusals);
+        hosts
+    }
+
+    /// Reports the first [`MAX_PROBLEMS_PER_KEY`] of `refusals` (problems
+    /// with `key`'s items) and a count of the rest at `position`, as
+    /// [`Parser::field`] does.
+    fn errors_capped(
+        &mut self,
+        key: &str,
+        position: Option<Position>,
+        refusals: Vec<(Option<Position>, String)>,
+    ) {
+        let more = refusals.len().saturating_sub(MAX_PROBLEMS_PER_KEY);
+        for (position, message) in refusals.into_iter().take(MAX_PROBLEMS_PER_KEY) {
+            self.error(position, message);
+        }
+        if more > 0 {
+            self.error(
+                position,
+                format!("{key}: {more} more problem(s) like these"),
+            );
+        }
+    }
+
+    fn warning(&mut self, position: Option<Position>, message: String) {
+        self.warnings.push(Problem {
+            file: self.path.to_path_buf(),
+            position,
+            message,
+        });
     }
 }
 
@@ -1230,6 +1544,249 @@ mod tests {
                 path.display()
             )
         );
+    }
+
+    /// The later original's `ExampleBackup` (ORIGINAL-BEHAVIOUR §3.3) as it
+    /// ships, with or without its `Preconditions`.
+    fn later_original_example(preconditions: bool) -> String {
+        let checks = if preconditions {
+            r#",
+    "Preconditions": {
+        "HostsMustRoute": ["localhost"],
+        "PathesMust": ["/tmp/backup"],
+        "HostsMustConnect": [{"Host": "google.com", "Port": 80}]
+    }"#
+        } else {
+            ""
+        };
+        format!(
+            r#"{{
+    "regularTimer": "0 0 2 * * *",
+    "retryTimer": "0 0 * * * *",
+    "maxFailedRetries": 2,
+    "JobName": "ExampleBackup",
+    "NextJob": "ExampleForget",
+    "Username":"Apache",
+    "Service": "restic-repo1",
+    "ResticArguments": ["-r", "/tmp/backup", "backup", "/var/www/my-site"],
+    "CheckPrecondsEvery": 20,
+    "CheckPrecondsMaxTimes": 100{checks}
+}}"#
+        )
+    }
+
+    #[test]
+    fn reads_the_later_originals_preconditions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "ExampleBackup.json",
+            &later_original_example(true),
+        );
+        let entry = load_file(&path);
+        assert!(entry.warnings.is_empty(), "{:?}", entry.warnings);
+        let job = entry.job.unwrap();
+        assert_eq!(
+            job.preconditions,
+            Some(Preconditions {
+                paths: vec![PathBuf::from("/tmp/backup")],
+                hosts_route: vec!["localhost".into()],
+                hosts_connect: vec![("google.com".into(), 80)],
+                every: Duration::from_secs(20),
+                rounds: 100,
+            })
+        );
+    }
+
+    #[test]
+    fn check_preconds_keys_alone_are_fine_and_check_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "ExampleBackup.json",
+            &later_original_example(false),
+        );
+        let entry = load_file(&path);
+        assert!(entry.warnings.is_empty(), "{:?}", entry.warnings);
+        assert_eq!(entry.job.unwrap().preconditions, None);
+        // Nothing to check is no preconditions, however it is written.
+        for empty in [
+            "{}",
+            "null",
+            r#"{"PathesMust": null, "HostsMustRoute": [], "HostsMustConnect": null}"#,
+        ] {
+            let text = format!(r#"{{"ResticArguments": ["x"], "Preconditions": {empty}}}"#);
+            let path = write(dir.path(), "e.json", &text);
+            let entry = load_file(&path);
+            assert!(entry.warnings.is_empty(), "{empty}: {:?}", entry.warnings);
+            assert_eq!(entry.job.unwrap().preconditions, None, "{empty}");
+        }
+    }
+
+    #[test]
+    fn preconditions_defaults_aliases_and_relative_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let job_dir = std::path::absolute(dir.path()).unwrap();
+        let path = write(
+            dir.path(),
+            "usb.json",
+            r#"{"ResticArguments": ["x"], "preconditions": {
+                "pathsmust": ["photos", "/mnt/usb/../usb"],
+                "HOSTSMUSTCONNECT": [{"host": "nas.local", "PORT": 22}]}}"#,
+        );
+        let entry = load_file(&path);
+        assert!(entry.warnings.is_empty(), "{:?}", entry.warnings);
+        let preconditions = entry.job.unwrap().preconditions.clone().unwrap();
+        assert_eq!(
+            preconditions,
+            Preconditions {
+                paths: vec![job_dir.join("photos"), PathBuf::from("/mnt/usb/../usb")],
+                hosts_route: Vec::new(),
+                hosts_connect: vec![("nas.local".into(), 22)],
+                every: DEFAULT_CHECK_PRECONDS_EVERY,
+                rounds: 1,
+            }
+        );
+        // The original checked nothing when the count was 0 or less; we
+        // check once. A duration string works as well as seconds.
+        for (every, times, expected_every, expected_rounds) in [
+            ("\"90s\"", "0", 90, 1),
+            ("\"2min\"", "-5", 120, 1),
+            ("null", "null", 60, 1),
+            ("0", "3", 0, 3),
+        ] {
+            let text = format!(
+                r#"{{"ResticArguments": ["x"], "CheckPrecondsEvery": {every},
+                    "CheckPrecondsMaxTimes": {times},
+                    "Preconditions": {{"HostsMustRoute": ["localhost"]}}}}"#
+            );
+            let path = write(dir.path(), "t.json", &text);
+            let p = load_file(&path).job.unwrap().preconditions.clone().unwrap();
+            assert_eq!(
+                (p.every, p.rounds),
+                (Duration::from_secs(expected_every), expected_rounds),
+                "{every} {times}"
+            );
+        }
+    }
+
+    #[test]
+    fn both_spellings_of_the_path_list_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "both.json",
+            "{\"ResticArguments\": [\"x\"],\n \"Preconditions\": {\"PathesMust\": [\"/a\"],\n   \"PathsMust\": [\"/b\"]}}",
+        );
+        assert_eq!(
+            errors(&load_file(&path)),
+            format!(
+                "{}:3:4: Preconditions: both \"PathesMust\" and \"PathsMust\" are given; they \
+                 are two spellings of one list, so keep one",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn precondition_problems_name_file_line_key_and_expected_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "bad.json",
+            "{\n  \"ResticArguments\": [\"x\"],\n  \"CheckPrecondsMaxTimes\": \"100\",\n  \
+             \"CheckPrecondsEvery\": \"0 * * * *\",\n  \"Preconditions\": {\n    \
+             \"PathesMust\": [\"/mnt/usb\", 7, \"\"],\n    \"HostsMustRoute\": \"nas.local\",\n    \
+             \"HostsMustConnect\": [{\"Host\": \"nas\", \"Port\": 70000}, {\"Port\": 22},\n      \
+             \"nas:22\", {\"Host\": 5, \"Port\": 1}]\n  }\n}",
+        );
+        let entry = load_file(&path);
+        let text = errors(&entry);
+        let lines: Vec<&str> = text.lines().collect();
+        let file = path.display();
+        assert!(
+            lines[0].starts_with(&format!(
+                "{file}:4:3: CheckPrecondsEvery: \"0 * * * *\" is a calendar expression, \
+                 not a duration;"
+            )),
+            "{text}"
+        );
+        assert_eq!(
+            lines[1..],
+            [
+                &format!(
+                    "{file}:3:3: CheckPrecondsMaxTimes: expected a whole number of rounds, \
+                     found string \"100\""
+                ),
+                &format!(
+                    "{file}:6:5: Preconditions.PathesMust: item 1: expected a path, found number 7"
+                ),
+                &format!(
+                    "{file}:6:5: Preconditions.PathesMust: item 2: expected a path, found string \"\""
+                ),
+                &format!(
+                    "{file}:7:5: Preconditions.HostsMustRoute: expected a list of strings, \
+                     found string \"nas.local\""
+                ),
+                &format!(
+                    "{file}:8:42: Preconditions.HostsMustConnect: item 0: Port: expected a whole \
+                     number from 1 to 65535, found number 70000"
+                ),
+                &format!("{file}:8:5: Preconditions.HostsMustConnect: item 1: Host is missing"),
+                &format!(
+                    "{file}:8:5: Preconditions.HostsMustConnect: item 2: expected \
+                     {{\"Host\": …, \"Port\": …}}, found string \"nas:22\""
+                ),
+                &format!(
+                    "{file}:9:18: Preconditions.HostsMustConnect: item 3: Host: expected a host \
+                     name, found number 5"
+                ),
+            ],
+            "{text}"
+        );
+        let path = write(
+            dir.path(),
+            "string.json",
+            r#"{"ResticArguments": ["x"], "Preconditions": ["/mnt/usb"]}"#,
+        );
+        assert!(
+            errors(&load_file(&path)).ends_with(
+                "string.json:1:28: Preconditions: expected an object such as \
+                 {\"PathesMust\": [\"/mnt/usb/photos\"]}, found an array"
+            ),
+            "{}",
+            errors(&load_file(&path))
+        );
+    }
+
+    #[test]
+    fn unknown_keys_inside_preconditions_are_warnings_with_suggestions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "typo.json",
+            "{\"ResticArguments\": [\"x\"], \"Preconditions\": {\n  \"PathMust\": [\"/a\"],\n  \
+             \"HostsMustConnect\": [{\"Host\": \"nas\", \"Port\": 22, \"Timeout\": 5}]}}",
+        );
+        let entry = load_file(&path);
+        let warnings: Vec<String> = entry.warnings.iter().map(|w| w.to_string()).collect();
+        let file = path.display();
+        assert_eq!(
+            warnings,
+            [
+                format!(
+                    "{file}:2:3: Preconditions: unknown key \"PathMust\" (did you mean \
+                     \"PathsMust\"?); ignored"
+                ),
+                format!(
+                    "{file}:3:52: Preconditions.HostsMustConnect: item 0: unknown key \
+                     \"Timeout\"; ignored"
+                ),
+            ]
+        );
+        // The known checks still count.
+        let preconditions = entry.job.unwrap().preconditions.clone().unwrap();
+        assert_eq!(preconditions.hosts_connect, [("nas".to_string(), 22)]);
     }
 
     /// Runs `load_file` on a thread of its own and fails when it does not

@@ -25,8 +25,7 @@ const ORIGINAL_CONFIG: &str = r#"{
 "#;
 
 /// The later original's example and test job files (ORIGINAL-BEHAVIOUR
-/// §3.3), as they ship but without `Preconditions`, which another part of
-/// the port reads.
+/// §3.3), as they ship.
 const ORIGINAL_JOBS: &[(&str, &str)] = &[
     (
         "ExampleBackup",
@@ -40,7 +39,12 @@ const ORIGINAL_JOBS: &[(&str, &str)] = &[
     "Service": "restic-repo1",
     "ResticArguments": ["-r", "/tmp/backup", "backup", "/var/www/my-site"],
     "CheckPrecondsEvery": 20,
-    "CheckPrecondsMaxTimes": 100
+    "CheckPrecondsMaxTimes": 100,
+    "Preconditions": {
+        "HostsMustRoute": ["localhost"],
+        "PathesMust": ["/tmp/backup"],
+        "HostsMustConnect": [{"Host": "google.com", "Port": 80}]
+    }
 }"#,
     ),
     (
@@ -124,6 +128,11 @@ fn a_daemon_started_the_later_originals_way_retries_on_its_calendar() {
     job["retryTimer"] = json!("* * * * * *");
     job["maxFailedRetries"] = json!(2);
     env.write_job("Migrated", &job);
+    // And one of its own test files as it ships: only triggered, a keyring
+    // entry this machine does not have, a retry every 3 minutes.
+    let (name, text) = ORIGINAL_JOBS[3];
+    assert_eq!(name, "TestForget");
+    env.write_job_text(name, text);
     let command = daemon_command(
         &env,
         &[
@@ -181,6 +190,18 @@ fn a_daemon_started_the_later_originals_way_retries_on_its_calendar() {
     );
     assert_eq!(done["CurrentRetry"], 0, "{done}");
     assert_eq!(done["nextRun"], Value::Null, "no regular timer: {done}");
+
+    // The original's own file runs as §3 and §4 say: no password, so no
+    // restic, and a retry on its `@every 3m` calendar.
+    assert_eq!(daemon.get("/trigger?name=TestForget").0, 200);
+    let forget = daemon.wait_outcome("TestForget", "failure");
+    let error = forget["lastRun"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("testuser") && error.contains("restic was not started"),
+        "{forget}"
+    );
+    let retry_in = rfc3339_ms(&forget["nextRun"]) - rfc3339_ms(&forget["lastRun"]["end"]);
+    assert!((179_000..=181_000).contains(&retry_in), "{forget}");
 
     // The flat LogDir is where the log goes.
     let log = home(&env).join(".cache/restic-cronned/restic-cronned.log");
