@@ -341,3 +341,41 @@ fn mixed_spellings_exit_2_naming_both() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_later_originals_example_backup_checks_its_preconditions_first() {
+    let env = TestEnv::new();
+    let (name, text) = ORIGINAL_JOBS[0];
+    assert_eq!(name, "ExampleBackup");
+    env.write_job_text(name, text);
+    // Its NextJob must exist for the file to be valid.
+    env.write_job_text(ORIGINAL_JOBS[1].0, ORIGINAL_JOBS[1].1);
+    let daemon = env.start();
+    assert_eq!(daemon.get("/trigger?name=ExampleBackup").0, 200);
+    // Its checks come first: on this machine /tmp/backup or google.com:80
+    // may fail (checking, every 20 s, 100 rounds) or all hold (then the
+    // run goes on and fails at its keyring entry, which no machine here has).
+    let job = daemon.wait_for("the checks' first round", |d| {
+        let job = d.job("ExampleBackup");
+        let checked = job["status"] == "checking" && job["error"].is_string();
+        (checked || job["lastRun"].is_object()).then_some(job)
+    });
+    let entry = &job["Preconditions"];
+    assert_eq!(entry["PathesMust"], json!(["/tmp/backup"]), "{job}");
+    assert_eq!(job["CheckPrecondsEvery"], 20, "{job}");
+    assert_eq!(job["CheckPrecondsMaxTimes"], 100, "{job}");
+    if job["status"] == "checking" {
+        let error = job["error"].as_str().unwrap();
+        assert!(error.starts_with("preconditions failed: "), "{job}");
+        assert!(
+            error.contains("/tmp/backup: ") || error.contains("google.com"),
+            "{job}"
+        );
+        assert!(!error.contains("localhost"), "localhost resolves: {job}");
+        assert_eq!(daemon.get("/stop?name=ExampleBackup").0, 200);
+        daemon.wait_status("ExampleBackup", "stopped");
+    } else {
+        let error = job["lastRun"]["error"].as_str().unwrap();
+        assert!(error.contains("Apache"), "{job}");
+    }
+}
