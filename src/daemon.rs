@@ -24,6 +24,7 @@ use crate::job::{Context, Control, JobHandle, Notice};
 use crate::job_file::{self, Entry, Job};
 use crate::keyring::{self, Keyring, SessionKeyring};
 use crate::logging;
+use crate::probe;
 use crate::schedule::{self, Saved, Schedule};
 use crate::service::{self, Notifier};
 use crate::state;
@@ -48,6 +49,11 @@ Options:
                      means :8080 (127.0.0.1 only); an address is as given
   --check            load the config and every job, print every problem,
                      exit 0 when all is valid and 1 otherwise
+  --probe            with --check: then try every valid job as its run
+                     would start (restic found, keyring entry present,
+                     repository opens with `restic cat config --no-lock`,
+                     preconditions hold), in parallel, at most 30 s each;
+                     one line per job; writes nothing, takes no lock
   -h, --help         print this help
   -V, --version      print the version
 
@@ -61,6 +67,8 @@ once each: -j with JOBDIR, or -p with ADDR, is an error.
 pub struct Args {
     pub config: Option<PathBuf>,
     pub check: bool,
+    /// `--probe`: with `--check`, also probe every valid job.
+    pub probe: bool,
     pub help: bool,
     pub version: bool,
     pub job_dir: Option<PathBuf>,
@@ -121,6 +129,7 @@ const LONG_OPTIONS: &[&str] = &[
     "help",
     "jobpath",
     "port",
+    "probe",
     "version",
 ];
 
@@ -174,6 +183,7 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Args, Erro
         match text {
             "--" => options_done = true,
             "--check" => parsed.check = true,
+            "--probe" => parsed.probe = true,
             "-h" | "--help" => parsed.help = true,
             "-V" | "--version" => parsed.version = true,
             "--config" => match args.next() {
@@ -251,6 +261,9 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Args, Erro
     if let Some(extra) = positional.next() {
         return Err(Error::Usage(format!("unexpected argument {extra:?}")));
     }
+    if parsed.probe && !parsed.check {
+        return Err(Error::Usage("--probe works only with --check".into()));
+    }
     Ok(parsed)
 }
 
@@ -272,7 +285,7 @@ pub fn run(args: Args) -> Result<(), Error> {
         config.addr = addr;
     }
     if args.check {
-        return check(&config, &warnings);
+        return check(&config, &warnings, args.probe);
     }
     limit_malloc_arenas();
     // Everything we write lives in these two; nobody else may plant links
@@ -288,21 +301,28 @@ pub fn run(args: Args) -> Result<(), Error> {
     for warning in &warnings {
         warn!("config: {warning}");
     }
-    if config.keyring != KeyringChoice::SecretService {
-        // Before any thread starts: threads inherit the session keyring.
-        match keyring::join_session_keyring() {
-            Ok(SessionKeyring::Joined) => info!(
-                "joined a session keyring of our own: the process had only the user-default \
-                 one, where the kernel keyring cannot find its keys"
-            ),
-            Ok(SessionKeyring::Kept) => {}
-            Err(e) => {
-                warn!("cannot look at the session keyring ({e}); the kernel keyring may fail")
-            }
-        }
-    }
+    join_session_keyring(&config);
     job_file::check_dir(&config.job_path).map_err(|e| Error::Setup(e.to_string()))?;
     Daemon::start(config)?.run()
+}
+
+/// Makes sure the kernel keyring can find its keys (unless only the Secret
+/// Service is used). Call it before any thread starts: threads inherit the
+/// session keyring.
+fn join_session_keyring(config: &Config) {
+    if config.keyring == KeyringChoice::SecretService {
+        return;
+    }
+    match keyring::join_session_keyring() {
+        Ok(SessionKeyring::Joined) => info!(
+            "joined a session keyring of our own: the process had only the user-default \
+             one, where the kernel keyring cannot find its keys"
+        ),
+        Ok(SessionKeyring::Kept) => {}
+        Err(e) => {
+            warn!("cannot look at the session keyring ({e}); the kernel keyring may fail")
+        }
+    }
 }
 
 /// The directories the daemon writes to, by their config names.
@@ -310,8 +330,9 @@ fn private_dirs(config: &Config) -> [(&'static str, &std::path::Path); 2] {
     [("LogDir", &config.log_dir), ("StateDir", &config.state_dir)]
 }
 
-/// `--check`: print every problem; `Err(CheckFailed)` when there are errors.
-fn check(config: &Config, config_warnings: &[String]) -> Result<(), Error> {
+/// `--check`: print every problem, then with `probe` probe every valid job;
+/// `Err(CheckFailed)` when there are errors or a probe failed.
+fn check(config: &Config, config_warnings: &[String], probe: bool) -> Result<(), Error> {
     for warning in config_warnings {
         println!("warning: config: {warning}");
     }
@@ -359,11 +380,45 @@ fn check(config: &Config, config_warnings: &[String]) -> Result<(), Error> {
         config.job_path.display(),
         entries.iter().filter(|e| e.job.is_ok()).count()
     );
+    if probe {
+        errors += probe_jobs(config, &entries);
+    }
     if errors > 0 {
         Err(Error::CheckFailed)
     } else {
         Ok(())
     }
+}
+
+/// `--probe`: probes every valid job of `entries` and prints one line per
+/// job, or per problem; returns the number of jobs whose probe failed.
+fn probe_jobs(config: &Config, entries: &[Entry]) -> usize {
+    let jobs: Vec<Arc<Job>> = entries
+        .iter()
+        .filter_map(|entry| entry.job.as_ref().ok().cloned())
+        .collect();
+    join_session_keyring(config);
+    // As the daemon's jobs see it (`Daemon::start`).
+    let job_dir = std::path::absolute(&config.job_path).unwrap_or(config.job_path.clone());
+    let reports = probe::probe_all(
+        &jobs,
+        &job_dir,
+        Keyring::unattended(config.keyring),
+        probe::PROBE_LIMIT,
+    );
+    let mut failed = 0;
+    for report in &reports {
+        if report.problems.is_empty() {
+            println!("ok: {} (probe)", report.name);
+        } else {
+            failed += 1;
+        }
+        for problem in &report.problems {
+            println!("error: {}: {problem}", report.name);
+        }
+    }
+    println!("{} job(s) probed, {failed} failed", reports.len());
+    failed
 }
 
 /// Keeps a daemon with many job threads small: one malloc arena instead of
@@ -994,5 +1049,16 @@ mod tests {
         assert!(matches!(args(&["--bogus"]), Err(Error::Usage(_))));
         assert!(matches!(args(&["a", "b", "c"]), Err(Error::Usage(_))));
         assert!(matches!(args(&["--config"]), Err(Error::Usage(_))));
+    }
+
+    #[test]
+    fn probe_needs_check() {
+        let a = args(&["--probe", "--check", "j"]).unwrap();
+        assert!(a.check && a.probe);
+        assert_eq!(usage_error(&["--probe"]), "--probe works only with --check");
+        assert_eq!(
+            usage_error(&["-probe"]),
+            "unknown option \"-probe\" (did you mean \"--probe\"?)"
+        );
     }
 }

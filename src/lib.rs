@@ -17,6 +17,7 @@ pub mod keyring;
 pub mod logging;
 pub mod metrics;
 pub mod preconditions;
+pub mod probe;
 pub mod process;
 pub mod progress;
 pub mod rckeyutil;

@@ -340,6 +340,16 @@ pub fn give_password(spec: &mut Spec, password: &Password) {
 /// removes only stale locks (of dead processes on this host, or old ones), so
 /// this never breaks a lock that a live restic holds.
 pub fn unlock_arguments(args: &[String]) -> Vec<String> {
+    let mut kept = repository_arguments(args);
+    kept.push("unlock".into());
+    kept
+}
+
+/// The global options of `args` that reach the repository (`-r`,
+/// `--password-file`, `-o`, `--no-cache`, …), in their order, without the
+/// command and its own options: what another command on the same
+/// repository needs.
+pub fn repository_arguments(args: &[String]) -> Vec<String> {
     let mut kept = Vec::new();
     let mut i = 0;
     while i < args.len() {
@@ -365,7 +375,6 @@ pub fn unlock_arguments(args: &[String]) -> Vec<String> {
         }
         i += 1;
     }
-    kept.push("unlock".into());
     kept
 }
 

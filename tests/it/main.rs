@@ -16,6 +16,7 @@ mod monitoring; // healthcheck pings to a local stand-in for healthchecks.io
 mod packaging; // scripts/install.sh into a temp root: files, modes, units, uninstall
 mod page; // the status page: headers, token, rendered and clicked in chromium
 mod preconditions; // disks that must be mounted, hosts that must answer: checking, skipped
+mod probe; // --check --probe with the real restic: ok, each failure on its line, no lock, nothing written
 mod rccommand; // the client against a live daemon: commands, discovery, exit codes
 mod real_restic; // backups, forgets, stops and locks with real restic 0.14 and 0.18
 mod repository; // one restic per repository, restic exit codes, UnlockStale
