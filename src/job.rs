@@ -3,7 +3,7 @@
 //! it runs restic, applies the retry and follow-up rules, persists its next
 //! trigger and publishes its status on the board.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
@@ -1093,27 +1093,32 @@ impl Actor {
     }
 
     fn spec(&self) -> Spec {
-        let program = if self.job.restic_path.is_empty() {
-            "restic".into()
-        } else {
-            self.job.restic_path.clone().into()
-        };
-        Spec {
-            program,
-            args: self.job.restic_arguments.clone(),
-            cwd: self.context.job_dir.clone(),
-            env: self
-                .job
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            // restic must not talk to systemd in the daemon's name.
-            env_remove: service::NOTIFY_VARIABLES
-                .iter()
-                .map(|key| key.to_string())
-                .collect(),
-        }
+        restic_spec(&self.job, &self.context.job_dir)
+    }
+}
+
+/// How `job` starts restic (without its password, which is read at each
+/// run): its program, arguments and `Env`, in the job directory.
+pub fn restic_spec(job: &Job, job_dir: &Path) -> Spec {
+    let program = if job.restic_path.is_empty() {
+        "restic".into()
+    } else {
+        job.restic_path.clone().into()
+    };
+    Spec {
+        program,
+        args: job.restic_arguments.clone(),
+        cwd: job_dir.to_path_buf(),
+        env: job
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        // restic must not talk to systemd in the daemon's name.
+        env_remove: service::NOTIFY_VARIABLES
+            .iter()
+            .map(|key| key.to_string())
+            .collect(),
     }
 }
 

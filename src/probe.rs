@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, unbounded};
 
+use crate::job;
 use crate::job_file::{self, Job};
 use crate::keyring::Keyring;
 use crate::preconditions;
 use crate::process::{self, Spec, Stream};
 use crate::restic::{self, Stderr};
-use crate::service;
 
 /// How long one job's probe may take in all.
 pub const PROBE_LIMIT: Duration = Duration::from_secs(30);
@@ -136,7 +136,9 @@ fn probe_job(
     limit: Duration,
 ) -> Vec<String> {
     let mut problems = Vec::new();
-    let program = program_of(job);
+    let mut spec = job::restic_spec(job, job_dir);
+    spec.args = repository_probe_arguments(&job.restic_arguments);
+    let program = spec.program.to_string_lossy().into_owned();
     let found = match find_program(job, &program, job_dir) {
         Ok(path) => Some(path),
         Err(problem) => {
@@ -151,20 +153,6 @@ fn probe_job(
                 .map(|failed| format!("precondition fails: {failed}")),
         );
     }
-    let mut spec = Spec {
-        program: program.into(),
-        args: repository_probe_arguments(&job.restic_arguments),
-        cwd: job_dir.to_path_buf(),
-        env: job
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        env_remove: service::NOTIFY_VARIABLES
-            .iter()
-            .map(|key| key.to_string())
-            .collect(),
-    };
     let mut password_ready = true;
     if let Some(entry) = &job.keyring {
         match keyring.lookup(&entry.service, &entry.username) {
@@ -183,15 +171,6 @@ fn probe_job(
         }
     }
     problems
-}
-
-/// The program a run of `job` starts, as the job runs it.
-fn program_of(job: &Job) -> String {
-    if job.restic_path.is_empty() {
-        "restic".into()
-    } else {
-        job.restic_path.clone()
-    }
 }
 
 /// Finds `program` as starting it would (see

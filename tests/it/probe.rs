@@ -5,47 +5,17 @@
 //! nothing written.
 
 use std::fs;
-use std::process::{Command, Stdio};
-use std::thread;
+use std::process::Command;
 
 use serde_json::json;
 
 use crate::real_restic::{Repo, Restic};
-use crate::support::{DAEMON, PATIENCE, TestEnv};
+use crate::support::{DAEMON, TestEnv};
 
 /// `restic-cronned --check --probe` on the job directory: exit code and
-/// stdout, bounded by [`PATIENCE`] so that a probe that hangs fails the
-/// test instead of hanging it.
+/// stdout, bounded so that a probe that hangs fails the test.
 fn check_probe(env: &TestEnv) -> (i32, String) {
-    let child = Command::new(DAEMON)
-        .arg("--config")
-        .arg(&env.config)
-        .arg("--check")
-        .arg("--probe")
-        .arg(&env.jobs)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run the daemon");
-    let pid = child.id();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    thread::spawn(move || sender.send(child.wait_with_output()));
-    match receiver.recv_timeout(PATIENCE) {
-        Ok(Ok(output)) => (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-        ),
-        Ok(Err(e)) => panic!("--check --probe: {e}"),
-        Err(_) => {
-            // SAFETY: plain syscall on our own child, which the thread
-            // above reaps once it dies.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGKILL);
-            }
-            panic!("--check --probe did not finish");
-        }
-    }
+    env.check_with(&["--probe"])
 }
 
 /// The probe's lines about `job`: its `ok` line or its `error` lines.

@@ -225,10 +225,16 @@ impl TestEnv {
     /// stdout. Bounded by [`PATIENCE`], so a check that hangs fails the test
     /// instead of hanging it.
     pub fn check(&self) -> (i32, String) {
+        self.check_with(&[])
+    }
+
+    /// [`TestEnv::check`] with `extra` options after `--check`.
+    pub fn check_with(&self, extra: &[&str]) -> (i32, String) {
         let child = Command::new(DAEMON)
             .arg("--config")
             .arg(&self.config)
             .arg("--check")
+            .args(extra)
             .arg(&self.jobs)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
