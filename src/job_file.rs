@@ -530,30 +530,27 @@ impl Parser<'_, '_> {
         match convert(value, Echo::for_key(key, SECRET_KEYS)) {
             Ok(v) => Some(v),
             Err(refusals) => {
-                let refusals = refusals.into().0;
-                let more = refusals.len().saturating_sub(MAX_PROBLEMS_PER_KEY);
-                // Each position below rescans the file: a bounded number of
-                // them keeps a huge file from stalling the supervisor.
-                for refusal in refusals.into_iter().take(MAX_PROBLEMS_PER_KEY) {
-                    let (name, position) = match &refusal.inner {
-                        Some(inner) => (
-                            if refusal.name_inner {
+                // Each position rescans the file: only the problems that are
+                // reported one by one get one.
+                let text = self.text;
+                let refusals = (refusals.into().0.into_iter().enumerate())
+                    .map(|(n, refusal)| match &refusal.inner {
+                        Some(inner) => {
+                            let name = if refusal.name_inner {
                                 format!("{key}.{}", key_name(inner))
                             } else {
                                 key.to_string()
-                            },
-                            json::key_position(self.text, &[spelled, inner]).or(position),
-                        ),
-                        None => (key.to_string(), position),
-                    };
-                    self.error(position, format!("{name}: {}", refusal.message));
-                }
-                if more > 0 {
-                    self.error(
-                        position,
-                        format!("{key}: {more} more problem(s) like these"),
-                    );
-                }
+                            };
+                            let at = (n < MAX_PROBLEMS_PER_KEY)
+                                .then(|| json::key_position(text, &[spelled, inner]))
+                                .flatten()
+                                .or(position);
+                            (at, format!("{name}: {}", refusal.message))
+                        }
+                        None => (position, format!("{key}: {}", refusal.message)),
+                    })
+                    .collect();
+                self.errors_capped(key, position, refusals);
                 None
             }
         }
@@ -897,10 +894,17 @@ impl Parser<'_, '_> {
         };
         let mut hosts = Vec::new();
         let mut refusals = Vec::new();
+        let mut unknown_keys = 0;
         for (i, item) in items.iter().enumerate() {
             let index = i.to_string();
             // Where a key of this item stands, else where the list does.
-            let at = |key: &str| {
+            // Each lookup rescans the file, so only the problems that are
+            // reported one by one get one (a huge list must not stall the
+            // supervisor).
+            let at = |key: &str, reported: usize| {
+                if reported >= MAX_PROBLEMS_PER_KEY {
+                    return list_position;
+                }
                 let mut full = path.to_vec();
                 full.push(&index);
                 full.push(key);
@@ -918,7 +922,8 @@ impl Parser<'_, '_> {
             };
             let object = Object::new(map, None);
             for unknown in object.unknown_keys(HOST_PORT_KEYS) {
-                let position = at(&unknown.key);
+                let position = at(&unknown.key, unknown_keys);
+                unknown_keys += 1;
                 self.warning(position, format!("{KEY}: item {i}: {unknown}; ignored"));
             }
             let host = match object.entry("Host") {
@@ -927,7 +932,7 @@ impl Parser<'_, '_> {
                 }
                 Some((spelled, other, _)) => {
                     refusals.push((
-                        at(spelled),
+                        at(spelled, refusals.len()),
                         format!(
                             "{KEY}: item {i}: Host: expected a host name, found {}",
                             describe(other)
@@ -948,7 +953,7 @@ impl Parser<'_, '_> {
                         .filter(|&p| p != 0);
                     if port.is_none() {
                         refusals.push((
-                            at(spelled),
+                            at(spelled, refusals.len()),
                             format!(
                                 "{KEY}: item {i}: Port: expected a whole number from 1 to 65535, \
                                  found {}",
