@@ -3,7 +3,7 @@
 //! writes that never go through a link.
 
 use std::fmt;
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -301,16 +301,6 @@ impl SlowRead {
             )))),
         }
     }
-}
-
-/// Opens `path` for appending without following a link, creating it with
-/// mode 0600; for checking a log file before a library opens it.
-pub fn open_private_append(path: &Path) -> io::Result<File> {
-    private_open_options()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(path)
 }
 
 #[cfg(test)]

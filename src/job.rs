@@ -386,9 +386,9 @@ impl Actor {
             Ok(None) => Saved::Missing,
             Ok(Some(state)) => {
                 // Not after a /restart: someone stopped that run.
-                self.resume = state.pending_run.is_some() && !restart;
                 self.pending_run = state.pending_run.clone().filter(|_| !restart);
-                if let Some(cause) = self.pending_run.as_ref().filter(|_| self.resume) {
+                self.resume = self.pending_run.is_some();
+                if let Some(cause) = &self.pending_run {
                     info!(
                         "[{}] the daemon ended during its last run ({cause}); it runs again now",
                         self.job.name

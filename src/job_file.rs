@@ -326,6 +326,20 @@ fn running_as_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// [`resolve_program`] on the `PATH` a job's run has: its `Env`'s, else the
+/// daemon's.
+pub fn resolve_job_program(
+    program: &str,
+    job_dir: &Path,
+    job_env: &BTreeMap<String, String>,
+) -> Option<PathBuf> {
+    let search_path = job_env
+        .get("PATH")
+        .map(std::ffi::OsString::from)
+        .or_else(|| std::env::var_os("PATH"));
+    resolve_program(program, job_dir, search_path.as_deref())
+}
+
 /// The file that running `program` with `job_dir` as the working directory
 /// would execute, as `std::process::Command` finds it: a name with a `/` is
 /// a path (relative ones from `job_dir`), a bare name is looked up in
@@ -587,11 +601,7 @@ impl Parser<'_, '_> {
     /// it would find it: from the job directory, or on the job's `PATH`.
     fn check_program_for_root(&mut self, key: &str, program: &str, env: &BTreeMap<String, String>) {
         let job_dir = self.path.parent().unwrap_or(Path::new("."));
-        let search_path = env
-            .get("PATH")
-            .map(std::ffi::OsString::from)
-            .or_else(|| std::env::var_os("PATH"));
-        let Some(resolved) = resolve_program(program, job_dir, search_path.as_deref()) else {
+        let Some(resolved) = resolve_job_program(program, job_dir, env) else {
             return;
         };
         let position = self.object.get(key).and_then(|(_, p)| p);

@@ -70,12 +70,12 @@ pub fn init(config: &Config) -> Result<(), LogFileError> {
         path: path.clone(),
         source,
     };
-    let file = files::open_private_append(&path).map_err(error)?;
+    let mut options = files::private_open_options();
+    options.read(true).create(true).append(true);
+    let file = options.open(&path).map_err(error)?;
     // A log file from before (0644 in v1) becomes private too.
     file.set_permissions(std::fs::Permissions::from_mode(0o600))
         .map_err(error)?;
-    let mut options = files::private_open_options();
-    options.read(true).create(true).append(true);
     let file = FileRotate::new(
         path,
         Pruned(AppendTimestamp::default(FileLimit::Age(

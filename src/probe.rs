@@ -176,17 +176,12 @@ fn probe_job(
 /// Finds `program` as starting it would (see
 /// [`job_file::resolve_program`]) and checks that it may be executed.
 fn find_program(job: &Job, program: &str, job_dir: &Path) -> Result<PathBuf, String> {
-    let search_path = job
-        .env
-        .get("PATH")
-        .map(std::ffi::OsString::from)
-        .or_else(|| std::env::var_os("PATH"));
     let what = if job.restic_path.is_empty() {
         "restic (no ResticPath)".to_string()
     } else {
         format!("ResticPath {}", job.restic_path)
     };
-    let Some(path) = job_file::resolve_program(program, job_dir, search_path.as_deref()) else {
+    let Some(path) = job_file::resolve_job_program(program, job_dir, &job.env) else {
         return Err(if program.contains('/') {
             format!("{what}: no such file")
         } else {
