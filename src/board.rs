@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::job_file::{Entry, Job};
+use crate::outcome::{Outcome, RunRecord};
 use crate::preconditions::Preconditions;
 use crate::progress::{Progress, Summary};
 use crate::restic;
@@ -43,53 +44,6 @@ pub struct Overview {
     pub invalid: usize,
     /// The waiting job that runs next, and when.
     pub next: Option<(String, Timestamp)>,
-}
-
-/// How a run ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Success,
-    /// restic exit 3: a snapshot was written but some files were unreadable.
-    Warning,
-    Failure,
-    Locked,
-    Timeout,
-    Stopped,
-    /// Its preconditions did not hold: nothing ran (SPEC §3.1).
-    Skipped,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Success => "success",
-            Outcome::Warning => "warning",
-            Outcome::Failure => "failure",
-            Outcome::Locked => "locked",
-            Outcome::Timeout => "timeout",
-            Outcome::Stopped => "stopped",
-            Outcome::Skipped => "skipped",
-        }
-    }
-
-    /// Whether the run counts as a success for scheduling and `NextJob`.
-    pub fn succeeded(self) -> bool {
-        matches!(self, Outcome::Success | Outcome::Warning)
-    }
-}
-
-/// One finished run.
-#[derive(Clone, Debug)]
-pub struct RunRecord {
-    pub start: Timestamp,
-    pub end: Timestamp,
-    pub outcome: Outcome,
-    pub exit_code: Option<i32>,
-    pub error: Option<String>,
-    pub output_tail: String,
-    /// restic's `summary` line, for a backup run with `--json`.
-    pub summary: Option<Summary>,
 }
 
 /// Finished runs by outcome (locked and timed-out runs are failures).
@@ -664,6 +618,9 @@ mod tests {
             error: None,
             output_tail: output.into(),
             summary: None,
+            reason: crate::outcome::Reason::Schedule,
+            snapshot: None,
+            hooks: Vec::new(),
         }
     }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use log::{debug, warn};
 
-use crate::board::{Outcome, RunRecord};
+use crate::outcome::{Outcome, RunRecord};
 
 /// The most a request may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -211,6 +211,9 @@ mod tests {
             error: None,
             output_tail: "x".repeat(BODY_BYTES + 10),
             summary: None,
+            reason: crate::outcome::Reason::Schedule,
+            snapshot: None,
+            hooks: Vec::new(),
         }
     }
 

@@ -14,13 +14,14 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use log::{info, warn};
 
-use crate::board::{Board, JobStatus, Outcome, RunRecord, Status};
+use crate::board::{Board, JobStatus, Status};
 use crate::exclusion::{Acquired, Guard, Repositories};
 use crate::files::SlowRead;
 use crate::healthcheck::{Ping, PingSender};
 use crate::job_file::{Job, JobName};
 use crate::keyring::Keyring;
 use crate::logging::LineRateLimit;
+use crate::outcome::{Outcome, Reason, RunRecord};
 use crate::preconditions::{self, Preconditions};
 use crate::process::{self, Output, RunningChild, Spec, Stream, describe_status};
 use crate::progress::{self, Summary};
@@ -710,6 +711,9 @@ impl Actor {
             error: Some(error.clone()),
             output_tail: String::new(),
             summary: None,
+            reason: Reason::Schedule,
+            snapshot: None,
+            hooks: Vec::new(),
         };
         self.persist();
         let deadlines = self.deadlines;
@@ -839,6 +843,9 @@ impl Actor {
             error: Some(error),
             output_tail: String::new(),
             summary: None,
+            reason: Reason::Schedule,
+            snapshot: None,
+            hooks: Vec::new(),
         };
         if let Some(error) = self.repository_error.clone() {
             warn!("[{name}] {error}; restic was not started");
@@ -1012,6 +1019,9 @@ impl Actor {
             error,
             output_tail: output.tail.into_text(),
             summary: output.summary,
+            reason: Reason::Schedule,
+            snapshot: None,
+            hooks: Vec::new(),
         }
     }
 

@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::files::{self, CappedReadError};
 use crate::healthcheck;
+use crate::hook::{self, Hooks};
 use crate::json::{self, Echo, Object, Position, describe};
 use crate::preconditions::Preconditions;
 use crate::redacted::Redacted;
@@ -135,6 +136,10 @@ pub struct Job {
     pub unlock_stale: bool,
     /// `Preconditions` with `CheckPrecondsEvery` and `CheckPrecondsMaxTimes`.
     pub preconditions: Option<Preconditions>,
+    /// `Before`, `OnSuccess`, `OnFailure`, `After` (SPEC §4.1).
+    pub hooks: Hooks,
+    /// Each hook's limit (`HookTimeout`).
+    pub hook_timeout: Duration,
 }
 
 /// One problem with a job file.
@@ -714,6 +719,8 @@ impl Parser<'_, '_> {
             healthcheck,
             unlock_stale,
             preconditions,
+            hooks: Hooks::default(),
+            hook_timeout: hook::DEFAULT_TIMEOUT,
         })
     }
 

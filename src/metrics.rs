@@ -141,8 +141,8 @@ pub fn render(jobs: &[JobStatus]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::board::{Outcome, RunRecord};
     use crate::job_file::Entry;
+    use crate::outcome::{Outcome, RunRecord};
 
     #[test]
     fn renders_families_with_help_type_and_escaped_labels() {
@@ -164,6 +164,9 @@ mod tests {
             error: None,
             output_tail: String::new(),
             summary: None,
+            reason: crate::outcome::Reason::Schedule,
+            snapshot: None,
+            hooks: Vec::new(),
         });
         let text = render(&[invalid.clone(), ran, invalid]);
         let invalid_line = "restic_cronned_job_invalid{job=\"we\\\"ird\\\\name\\n\"} 1\n";

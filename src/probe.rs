@@ -276,6 +276,8 @@ mod tests {
             healthcheck: None,
             unlock_stale: false,
             preconditions: None,
+            hooks: Default::default(),
+            hook_timeout: crate::hook::DEFAULT_TIMEOUT,
         })
     }
 

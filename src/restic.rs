@@ -8,9 +8,9 @@ use std::fmt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use crate::board::Outcome;
 use crate::files::SlowRead;
 use crate::keyring::Password;
+use crate::outcome::Outcome;
 use crate::process::Spec;
 
 /// Where else restic could take its password from; restic prefers these to
