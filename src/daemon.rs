@@ -24,6 +24,7 @@ use crate::job::{Context, Control, JobHandle, Notice};
 use crate::job_file::{self, Entry, Job};
 use crate::keyring::{self, Keyring, SessionKeyring};
 use crate::logging;
+use crate::outcome::Reason;
 use crate::probe;
 use crate::schedule::{self, Saved, Schedule};
 use crate::service::{self, Notifier};
@@ -531,6 +532,7 @@ impl Daemon {
             repositories: Arc::default(),
             pings: pinger.sender(),
             keyring: Keyring::unattended(config.keyring),
+            persist: true,
         });
         let token = config.api_token().map_err(Error::Setup)?;
         let (command_sender, commands) = unbounded();
@@ -741,7 +743,7 @@ impl Daemon {
             Command::Restart(name) => self.send(&name, Control::Restart),
             Command::Trigger(name) => match self.triggerable(&name) {
                 Some(handle) => {
-                    handle.trigger();
+                    handle.trigger(Reason::Trigger);
                     Reply::done()
                 }
                 None => Reply::text(
@@ -791,7 +793,7 @@ impl Daemon {
         match self.triggerable(name) {
             Some(handle) => {
                 info!("[{from}] triggers {name}");
-                handle.trigger();
+                handle.trigger(Reason::NextJob);
             }
             None if self.find(name).is_none() => {
                 warn!("[{from}] follow-up job {name} no longer exists");

@@ -1,49 +1,34 @@
 //! One job as an actor: a thread that owns the job's state and blocks on
 //! `select!` over its control inbox, its trigger inbox and its next deadline;
-//! it runs restic, applies the retry and follow-up rules, persists its next
-//! trigger and publishes its status on the board.
+//! it drives each run (a [`Run`] moving through its phases) from one event
+//! loop, applies the rules after a run ([`rules::after_run`]), persists its
+//! next trigger and publishes its status on the board.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, after, bounded, never, select, unbounded};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use log::{info, warn};
+use log::{error, info, warn};
 
-use crate::board::{Board, JobStatus, Status};
-use crate::exclusion::{Acquired, Guard, Repositories};
+use crate::board::{JobStatus, Status};
 use crate::files::SlowRead;
-use crate::healthcheck::{Ping, PingSender};
 use crate::job_file::{Job, JobName};
-use crate::keyring::Keyring;
-use crate::logging::LineRateLimit;
 use crate::outcome::{Outcome, Reason, RunRecord};
-use crate::preconditions::{self, Preconditions};
-use crate::process::{self, Output, RunningChild, Spec, Stream, describe_status};
-use crate::progress::{self, Summary};
 use crate::restic::{self, Repository, RepositorySource};
+use crate::rules::{self, Counters, Decision, Ended, GiveUp, Policy};
+pub use crate::run::{Context, restic_spec};
+use crate::run::{Entry, Progress, Run, Stop};
 use crate::schedule::{self, Deadlines, Saved};
-use crate::service;
 use crate::state::{self, State};
 
-/// How much of a run's output is kept with its record.
-const TAIL_BYTES: usize = 64 * 1024;
 /// A job re-reads the wall clock at least this often, so a deadline that
 /// passed during a suspend fires within a minute of resume.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
-/// Between SIGTERM and SIGKILL when stopping restic.
-const TERM_GRACE: Duration = Duration::from_secs(10);
-/// How long to wait for the pipes to close after restic exited before the
-/// rest of its process group is killed.
-const PIPE_GRACE: Duration = Duration::from_secs(2);
-/// How often a running backup's progress is published at most.
-const PROGRESS_EVERY: Duration = Duration::from_millis(200);
-/// How long `restic unlock` may take after an interrupted run.
-const UNLOCK_LIMIT: Duration = Duration::from_secs(15);
 
 /// What the daemon tells a job.
 #[derive(Debug)]
@@ -61,6 +46,23 @@ pub enum Control {
     Shutdown,
 }
 
+impl Control {
+    /// How this control cuts a run short (`None`: it waits for the run).
+    fn stop(&self) -> Option<Stop> {
+        let (by, shutdown) = match self {
+            Control::Stop => ("stopped by /stop", false),
+            Control::Restart => ("stopped by /restart", false),
+            Control::Exit => ("stopped by a /remove or a reload", false),
+            Control::Shutdown => (
+                "stopped by the daemon's shutdown; it runs again after the next start",
+                true,
+            ),
+            Control::Replace(_) => return None,
+        };
+        Some(Stop { by, shutdown })
+    }
+}
+
 /// What a job tells the daemon.
 #[derive(Debug)]
 pub enum Notice {
@@ -68,26 +70,10 @@ pub enum Notice {
     FollowUp { from: JobName, next: Vec<JobName> },
 }
 
-/// What every job shares.
-pub struct Context {
-    pub board: Board,
-    pub state_dir: PathBuf,
-    pub job_dir: PathBuf,
-    pub stop_grace: Duration,
-    pub notices: Sender<Notice>,
-    pub repositories: Arc<Repositories>,
-    pub pings: PingSender,
-    /// Where jobs with `Username`/`Service` find their password.
-    pub keyring: Keyring,
-}
-
 /// The daemon's handle on a job thread.
 pub struct JobHandle {
-    // Field order is drop order: the senders go before the thread is joined
-    // in `Drop`, so a thread that has not seen `Exit` still sees its inbox
-    // disconnect and ends.
     control: Sender<Control>,
-    trigger: Sender<()>,
+    trigger: Sender<Reason>,
     thread: Option<JoinHandle<()>>,
     pub owner: u64,
 }
@@ -111,28 +97,7 @@ impl JobHandle {
             .board
             .insert(&file_name, JobStatus::new(owner, job.clone()));
         let name = job.name.to_string();
-        let mut actor = Actor {
-            job,
-            file_name,
-            owner,
-            context,
-            control,
-            trigger,
-            stopped: false,
-            repository_source: None,
-            repository: None,
-            repository_error: None,
-            repository_read: None,
-            deadlines: Deadlines::default(),
-            current_retry: 0,
-            consecutive_failures: 0,
-            gave_up: false,
-            last_run: None,
-            last_success: None,
-            after_run: Vec::new(),
-            pending_run: None,
-            resume: false,
-        };
+        let mut actor = Actor::new(job, file_name, owner, context, control, trigger);
         // The start rules run here, on the caller's thread: the job's own
         // thread then only ever waits and runs restic, so it stays small (a
         // thousand idle jobs cost a thousand idle stacks and little else).
@@ -155,10 +120,10 @@ impl JobHandle {
     }
 
     /// Asks for a run; `false` when a run was already pending (coalesced).
-    pub fn trigger(&self) -> bool {
-        match self.trigger.try_send(()) {
+    pub fn trigger(&self, reason: Reason) -> bool {
+        match self.trigger.try_send(reason) {
             Ok(()) => true,
-            Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => false,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
         }
     }
 
@@ -177,46 +142,46 @@ impl Drop for JobHandle {
     }
 }
 
+/// Runs `job` once in the foreground (`restic-cronned --run NAME`), as the
+/// daemon would but without its state file, its schedule or other jobs;
+/// `control` may stop it (Ctrl-C). The run's record, or `None` when a stop
+/// came before its turn.
+pub fn run_once(
+    job: Arc<Job>,
+    context: Arc<Context>,
+    control: Receiver<Control>,
+) -> Option<RunRecord> {
+    let file_name = job
+        .file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    context
+        .board
+        .insert(&file_name, JobStatus::new(0, job.clone()));
+    // Nobody triggers a `--run`.
+    let (_, trigger) = bounded(1);
+    let mut actor = Actor::new(job, file_name, 0, context, control, trigger);
+    actor.refresh_repository();
+    actor.resolve_repository();
+    actor.begin_run(Reason::Run);
+    actor.last_record.take()
+}
+
 enum Event {
     Control(Control),
-    Trigger,
+    Trigger(Reason),
     Timer,
     /// The run the daemon's last end interrupted, again.
     Resume,
 }
 
-/// What starts a run.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Cause {
-    Deadline,
-    Trigger,
-    Resume,
-}
-
-/// How a round of precondition checks ended.
-enum Checked {
-    Hold,
-    /// The last round failed: these checks.
-    Failed(Vec<String>),
-    /// A stop, restart or exit came; it is queued in `after_run`.
-    Interrupted,
-}
-
-/// Why a run is ending early.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Interrupt {
-    /// By a control; says which, for the run's `error`.
-    Stop(&'static str),
-    Timeout,
-}
-
 struct Actor {
     job: Arc<Job>,
-    file_name: String,
-    owner: u64,
+    entry: Entry,
     context: Arc<Context>,
     control: Receiver<Control>,
-    trigger: Receiver<()>,
+    trigger: Receiver<Reason>,
     stopped: bool,
     repository_source: Option<RepositorySource>,
     repository: Option<Repository>,
@@ -225,8 +190,7 @@ struct Actor {
     /// A read of the repository file that has not answered yet.
     repository_read: Option<SlowRead>,
     deadlines: Deadlines,
-    current_retry: u32,
-    consecutive_failures: u32,
+    counters: Counters,
     /// Stopped by `StopAfterFailedRetries`; persisted, so the job stays
     /// stopped across a daemon restart until someone restarts it.
     gave_up: bool,
@@ -234,22 +198,69 @@ struct Actor {
     last_success: Option<Timestamp>,
     /// Controls that arrived during a run, handled after it.
     after_run: Vec<Control>,
-    /// The cause of the run going on, in the state file until its outcome
+    /// Whether the control inbox is still open.
+    inbox_open: bool,
+    /// The reason of the run going on, in the state file until its outcome
     /// is (SPEC §3: a run the daemon's end interrupted runs again).
     pending_run: Option<String>,
     /// Found a pending run at start: run it again first.
     resume: bool,
+    /// A deadline was due when the job started: its run is a catch-up.
+    catch_up: bool,
+    /// The last run's record, for `--run`.
+    last_record: Option<RunRecord>,
 }
 
 impl Actor {
+    fn new(
+        job: Arc<Job>,
+        file_name: String,
+        owner: u64,
+        context: Arc<Context>,
+        control: Receiver<Control>,
+        trigger: Receiver<Reason>,
+    ) -> Actor {
+        Actor {
+            job,
+            entry: Entry {
+                board: context.board.clone(),
+                file_name,
+                owner,
+            },
+            context,
+            control,
+            trigger,
+            stopped: false,
+            repository_source: None,
+            repository: None,
+            repository_error: None,
+            repository_read: None,
+            deadlines: Deadlines::default(),
+            counters: Counters::default(),
+            gave_up: false,
+            last_run: None,
+            last_success: None,
+            after_run: Vec::new(),
+            inbox_open: true,
+            pending_run: None,
+            resume: false,
+            catch_up: false,
+            last_record: None,
+        }
+    }
+
     fn run(mut self) {
         self.resolve_repository();
         while let Some(event) = self.next_event() {
             let keep_going = match event {
                 Event::Control(control) => self.handle(control),
-                Event::Trigger => self.run_restic(Cause::Trigger),
-                Event::Timer => self.run_restic(Cause::Deadline),
-                Event::Resume => self.run_restic(Cause::Resume),
+                Event::Trigger(reason) => self.begin_run(reason),
+                Event::Timer => match self.due_reason() {
+                    Some(reason) => self.begin_run(reason),
+                    // The 60-second re-check of the wall clock.
+                    None => true,
+                },
+                Event::Resume => self.begin_run(Reason::CatchUp),
             };
             if !keep_going {
                 break;
@@ -274,8 +285,27 @@ impl Actor {
         };
         select! {
             recv(self.control) -> msg => msg.ok().map(Event::Control),
-            recv(trigger) -> msg => msg.ok().map(|()| Event::Trigger),
+            recv(trigger) -> msg => msg.ok().map(Event::Trigger),
             recv(timer) -> _ => Some(Event::Timer),
+        }
+    }
+
+    /// Why a deadline run is due now; `None` when nothing is.
+    fn due_reason(&self) -> Option<Reason> {
+        let due = self.due(Timestamp::now());
+        match (due.retry, due.regular) {
+            (Some(_), _) => Some(Reason::Retry),
+            (None, Some(_)) if self.catch_up => Some(Reason::CatchUp),
+            (None, Some(_)) => Some(Reason::Schedule),
+            (None, None) => None,
+        }
+    }
+
+    /// The deadlines that have come.
+    fn due(&self, now: Timestamp) -> Deadlines {
+        Deadlines {
+            regular: self.deadlines.regular.filter(|d| *d <= now),
+            retry: self.deadlines.retry.filter(|d| *d <= now),
         }
     }
 
@@ -315,14 +345,19 @@ impl Actor {
         true
     }
 
+    /// Handles the controls that arrived during a run; `false` ends the
+    /// thread.
+    fn handle_deferred(&mut self) -> bool {
+        let pending = std::mem::take(&mut self.after_run);
+        pending.into_iter().all(|control| self.handle(control))
+    }
+
     fn state_path(&self) -> PathBuf {
         state::path(&self.context.state_dir, self.job.name.as_str())
     }
 
     fn publish(&self, change: impl FnOnce(&mut JobStatus)) {
-        self.context
-            .board
-            .update(&self.file_name, self.owner, change);
+        self.entry.publish(change);
     }
 
     /// Works out (again) where the job's repository is named, and shows it
@@ -397,7 +432,8 @@ impl Actor {
                 }
                 self.last_run = state.last_run;
                 self.last_success = state.last_success;
-                self.consecutive_failures = state.consecutive_failures;
+                self.counters.consecutive_failures = state.consecutive_failures;
+                self.counters.awaiting_recovery = state.awaiting_recovery;
                 self.gave_up = state.gave_up && !restart;
                 state.saved()
             }
@@ -406,7 +442,7 @@ impl Actor {
                 Saved::Unreadable
             }
         };
-        let failures = self.consecutive_failures;
+        let failures = self.counters.consecutive_failures;
         if self.gave_up {
             warn!(
                 "[{}] stopped after its retries ran out ({failures} failures in a row); /restart it",
@@ -423,7 +459,8 @@ impl Actor {
         let (deadlines, current_retry) =
             schedule::start_deadlines(self.job.schedule.as_ref(), &saved, now, &TimeZone::system());
         self.deadlines = deadlines;
-        self.current_retry = current_retry;
+        self.counters.current_retry = current_retry;
+        self.catch_up = deadlines.next().is_some_and(|next| next <= now);
         match deadlines.next() {
             Some(next) if next <= now => info!("[{}] due now", self.job.name),
             Some(next) => info!(
@@ -453,16 +490,20 @@ impl Actor {
 
     /// Writes the state file; a failure is logged, never fatal.
     fn persist(&self) {
+        if !self.context.persist {
+            return;
+        }
         let state = State {
             next_trigger: self.deadlines.next(),
             next_regular: self
                 .deadlines
                 .regular
                 .filter(|_| self.deadlines.retry.is_some()),
-            current_retry: self.current_retry,
+            current_retry: self.counters.current_retry,
             last_run: self.last_run,
             last_success: self.last_success,
-            consecutive_failures: self.consecutive_failures,
+            consecutive_failures: self.counters.consecutive_failures,
+            awaiting_recovery: self.counters.awaiting_recovery,
             gave_up: self.gave_up,
             pending_run: self.pending_run.clone(),
         };
@@ -471,132 +512,144 @@ impl Actor {
         }
     }
 
-    /// One run of restic, for a trigger or a deadline. Returns `false` when
-    /// the thread must end.
-    fn run_restic(&mut self, cause: Cause) -> bool {
-        let now = Timestamp::now();
-        let regular_due = self.deadlines.regular.filter(|d| *d <= now);
-        let retry_due = self.deadlines.retry.filter(|d| *d <= now);
-        if cause == Cause::Deadline && regular_due.is_none() && retry_due.is_none() {
-            // The 60-second re-check of the wall clock: nothing is due yet.
-            return true;
-        }
-        // Before the repository's turn: a job waiting for a disk to be
-        // mounted must not hold up the other jobs on its repository.
-        if let Some(preconditions) = self.job.preconditions.clone() {
-            match self.check_preconditions(&preconditions) {
-                Checked::Hold => {}
-                Checked::Failed(failures) => return self.skip(&failures),
-                Checked::Interrupted => {
-                    let pending = std::mem::take(&mut self.after_run);
-                    return pending.into_iter().all(|control| self.handle(control));
+    /// Runs the job once for `reason`. Returns `false` when the thread must
+    /// end.
+    fn begin_run(&mut self, reason: Reason) -> bool {
+        let why = match reason {
+            Reason::Retry => format!("retry {}", self.counters.current_retry),
+            Reason::CatchUp if self.pending_run.is_some() => {
+                "again: the daemon ended during the last run".into()
+            }
+            reason => reason.as_str().into(),
+        };
+        self.catch_up = false;
+        self.resolve_repository();
+        let repository = (self.repository.clone(), self.repository_error.clone());
+        let (run, progress) = Run::begin(
+            self.job.clone(),
+            self.context.clone(),
+            self.entry.clone(),
+            reason,
+            why,
+            repository,
+        );
+        self.drive(run, progress, reason)
+    }
+
+    /// The run's event loop: what its phase waits for, the control inbox,
+    /// and (while it checks) the triggers that merge into it.
+    fn drive(&mut self, mut run: Run, mut progress: Progress, reason: Reason) -> bool {
+        let mut served = None;
+        loop {
+            match progress {
+                Progress::Busy => {}
+                Progress::Turn => {
+                    served = Some(self.record_pending(reason));
+                    progress = run.work();
+                    continue;
+                }
+                Progress::Abandoned => return self.handle_deferred(),
+                Progress::Finished(record) => {
+                    // A skipped run never had its turn: it serves what is
+                    // due now.
+                    let served = served.unwrap_or_else(|| self.take_due());
+                    return self.finish(*record, served);
                 }
             }
+            let inputs = run.inputs();
+            let control = if self.inbox_open {
+                self.control.clone()
+            } else {
+                never()
+            };
+            let trigger = if inputs.merges_triggers {
+                self.trigger.clone()
+            } else {
+                never()
+            };
+            progress = select! {
+                recv(control) -> msg => {
+                    self.inbox_open = msg.is_ok();
+                    // A closed inbox: the daemon is going away.
+                    let control = msg.unwrap_or(Control::Shutdown);
+                    let stop = control.stop();
+                    self.after_run.push(control);
+                    match stop {
+                        Some(stop) => run.interrupt(stop),
+                        None => Progress::Busy,
+                    }
+                },
+                recv(trigger) -> _ => Progress::Busy,
+                recv(inputs.output) -> line => run.on_output(line),
+                recv(inputs.exited) -> _ => run.on_exit(),
+                recv(inputs.timer) -> _ => run.on_timer(),
+                recv(inputs.checks) -> answer => run.on_checks(answer.ok()),
+                recv(inputs.granted) -> _ => run.on_granted(),
+            };
         }
-        self.resolve_repository();
-        let Ok(turn) = self.take_turn() else {
-            // A stop (or restart, or exit) came while we waited.
-            let pending = std::mem::take(&mut self.after_run);
-            return pending.into_iter().all(|control| self.handle(control));
-        };
-        // Deadlines that came due while we waited are served by this run too.
-        let now = Timestamp::now();
-        let regular_due = self.deadlines.regular.filter(|d| *d <= now);
-        let retry_due = self.deadlines.retry.filter(|d| *d <= now);
-        let why = match (cause, regular_due, retry_due) {
-            (Cause::Resume, _, _) => "again: the daemon ended during the last run".to_string(),
-            (Cause::Trigger, _, _) => "triggered".to_string(),
-            (_, _, Some(_)) => format!("retry {}", self.current_retry),
-            _ => "scheduled".to_string(),
-        };
-        // Recorded before restic starts, with the deadlines it serves still
-        // due: if the daemon ends before the outcome is recorded, the next
-        // start runs it once more, on the schedule's old phase.
-        let recorded = match (cause, retry_due) {
-            (Cause::Resume, _) => self.pending_run.clone().unwrap_or_else(|| "trigger".into()),
-            (Cause::Trigger, _) => "trigger".into(),
-            (Cause::Deadline, Some(_)) => "retry".into(),
-            (Cause::Deadline, None) => "schedule".into(),
-        };
-        self.pending_run = Some(recorded);
-        self.persist();
-        // A run serves every deadline that is due when it starts.
-        if regular_due.is_some() {
+    }
+
+    /// Takes the deadlines that are due: this run serves them.
+    fn take_due(&mut self) -> Deadlines {
+        let due = self.due(Timestamp::now());
+        if due.regular.is_some() {
             self.deadlines.regular = None;
         }
-        if retry_due.is_some() {
+        if due.retry.is_some() {
             self.deadlines.retry = None;
         }
-        let mut record = self.execute(&why);
-        if record.outcome == Outcome::Locked && self.job.unlock_stale {
-            warn!(
-                "[{}] the repository is locked; UnlockStale: removing stale locks, then trying once more",
-                self.job.name
-            );
-            self.publish(|s| s.record(record.clone()));
-            self.remove_stale_locks(&self.spec());
-            record = self.execute("again after restic unlock");
-        }
-        // Only now, with restic reaped and any stale lock removed, may the
-        // next job touch the repository.
-        drop(turn);
-        let end = record.end;
-        let exit = match record.exit_code {
-            Some(code) => format!("exit code {code}"),
-            None => "no exit code".into(),
+        due
+    }
+
+    /// The run has its turn: it is recorded in the state file before
+    /// anything starts, with the deadlines it serves still due, so that if
+    /// the daemon ends before its outcome is recorded, the next start runs
+    /// it once more on the schedule's old phase. Deadlines that came due
+    /// while it waited are served by this run too.
+    fn record_pending(&mut self, reason: Reason) -> Deadlines {
+        let recorded = match reason {
+            Reason::CatchUp => self.pending_run.clone(),
+            _ => None,
         };
-        let ended = format!(
-            "[{}] run ended: {} ({exit}) after {:.3}s",
-            self.job.name,
-            record.outcome.as_str(),
-            end.duration_since(record.start).as_secs_f64()
-        );
-        // The reason on the same line, at a level a person can filter on.
-        match (&record.error, record.outcome) {
-            (Some(error), Outcome::Stopped) => info!("{ended}: {error}"),
-            (Some(error), _) => warn!("{ended}: {error}"),
-            (None, _) => info!("{ended}"),
-        }
-        self.last_run = Some(record.start);
-        let outcome = record.outcome;
-        let shutting_down = self
+        self.pending_run = Some(recorded.unwrap_or_else(|| reason.as_str().into()));
+        self.persist();
+        self.take_due()
+    }
+
+    /// Applies the rules after a run and tells everyone.
+    fn finish(&mut self, record: RunRecord, served: Deadlines) -> bool {
+        let name = self.job.name.clone();
+        log_run_ended(&name, &record);
+        let by_shutdown = self
             .after_run
             .iter()
             .any(|c| matches!(c, Control::Shutdown));
-        if outcome == Outcome::Stopped && shutting_down {
-            // The daemon's end interrupted this run: what was due stays due,
-            // and the run stays pending, so the next start runs it again.
-            self.deadlines.regular = self.deadlines.regular.or(regular_due);
-            self.deadlines.retry = self.deadlines.retry.or(retry_due);
-        } else {
-            // Done, or stopped by someone: either way it is over.
-            self.pending_run = None;
-            if let (Some(schedule), Some(slot)) = (&self.job.schedule, regular_due) {
-                self.deadlines.regular = Some(schedule.next_slot(slot, end, &TimeZone::system()));
-            }
-        }
-        if outcome.succeeded() {
-            self.current_retry = 0;
-            self.consecutive_failures = 0;
-            self.deadlines.retry = None;
-            self.last_success = Some(end);
-        } else if outcome != Outcome::Stopped {
-            self.consecutive_failures += 1;
-            if restic::wrong_password(record.exit_code, &record.output_tail) {
-                warn!("[{}] wrong password: no retry can fix that", self.job.name);
-                self.give_up();
-            } else {
-                self.schedule_retry(&record);
-            }
-        }
-        self.persist();
-        let (deadlines, current_retry, failures, stopped) = (
+        let policy = Policy {
+            schedule: self.job.schedule.as_ref(),
+            retry_timer: self.job.retry_timer.as_ref(),
+            max_failed_retries: self.job.max_failed_retries,
+            stop_after_failed_retries: self.job.stop_after_failed_retries,
+            has_next_jobs: !self.job.next_jobs.is_empty(),
+        };
+        let ended = Ended {
+            outcome: record.outcome,
+            start: record.start,
+            end: record.end,
+            wrong_password: restic::wrong_password(record.exit_code, &record.output_tail),
+            served,
+            by_shutdown,
+        };
+        let decision = rules::after_run(
+            policy,
+            self.counters,
             self.deadlines,
-            self.current_retry,
-            self.consecutive_failures,
-            self.stopped,
+            ended,
+            &TimeZone::system(),
         );
-        let last_success = self.last_success;
+        self.apply(&decision, &record);
+        let (deadlines, counters, stopped) = (self.deadlines, self.counters, self.stopped);
+        let (last_success, end) = (self.last_success, record.end);
+        self.last_record = Some(record.clone());
         self.publish(|s| {
             s.status = if stopped {
                 Status::Stopped
@@ -606,8 +659,8 @@ impl Actor {
             s.running_since = None;
             s.progress = 0.0;
             s.progress_detail = None;
-            s.current_retry = current_retry;
-            s.consecutive_failures = failures;
+            s.current_retry = counters.current_retry;
+            s.consecutive_failures = counters.consecutive_failures;
             s.last_success = last_success;
             s.next_run = deadlines.next().filter(|_| !stopped);
             if let Some(next) = deadlines.next() {
@@ -617,613 +670,80 @@ impl Actor {
             s.error = record.error.clone();
             s.record(record);
         });
-        if outcome.succeeded() && !self.job.next_jobs.is_empty() {
+        if decision.follow_ups {
             let notice = Notice::FollowUp {
-                from: self.job.name.clone(),
+                from: name,
                 next: self.job.next_jobs.clone(),
             };
             let _ = self.context.notices.send(notice);
         }
-        let pending = std::mem::take(&mut self.after_run);
-        pending.into_iter().all(|control| self.handle(control))
+        self.handle_deferred()
     }
 
-    /// Rounds of precondition checks (SPEC §3.1) until one passes or
-    /// `CheckPrecondsMaxTimes` have failed. The checks run on a thread of
-    /// their own (a DNS lookup cannot be interrupted), so a stop interrupts
-    /// at once; a trigger that arrives meanwhile merges into this run.
-    fn check_preconditions(&mut self, preconditions: &Preconditions) -> Checked {
-        let name = self.job.name.clone();
-        self.publish(|s| s.status = Status::Checking);
-        let mut failures = Vec::new();
-        for round in 1..=preconditions.rounds {
-            let (sender, answer) = bounded(1);
-            let checks = preconditions.clone();
-            // Not joined: a lookup that hangs ends by itself within
-            // CHECK_LIMIT, and nobody waits for its answer then.
-            let started = thread::Builder::new()
-                .name(format!("checks {name}"))
-                .stack_size(128 * 1024)
-                .spawn(move || {
-                    let _ = sender.send(preconditions::check_round(&checks));
-                });
-            failures = match started {
-                Ok(_) => loop {
-                    select! {
-                        recv(answer) -> failures => break failures.unwrap_or_default(),
-                        recv(self.control) -> msg => if self.defer(msg.ok()) {
-                            return Checked::Interrupted;
-                        },
-                        recv(self.trigger) -> _ => {},
-                    }
-                },
-                Err(e) => vec![format!("cannot start a thread for the checks: {e}")],
-            };
-            if failures.is_empty() {
-                self.publish(|s| {
-                    s.status = Status::Waiting;
-                    s.error = None;
-                });
-                return Checked::Hold;
-            }
-            let shown = failures.join("; ");
-            info!(
-                "[{name}] preconditions failed (round {round} of {}): {shown}",
-                preconditions.rounds
-            );
-            self.publish(|s| s.error = Some(format!("preconditions failed: {shown}")));
-            if round < preconditions.rounds {
-                let next_round = after(preconditions.every);
-                loop {
-                    select! {
-                        recv(next_round) -> _ => break,
-                        recv(self.control) -> msg => if self.defer(msg.ok()) {
-                            return Checked::Interrupted;
-                        },
-                        recv(self.trigger) -> _ => {},
-                    }
-                }
-            }
-        }
-        Checked::Failed(failures)
-    }
-
-    /// A run whose preconditions did not hold: recorded as `skipped`, no
-    /// restic, no hook, no healthcheck ping, no retry spent; the deadlines
-    /// it would have served are over, and the job waits for its next
-    /// regular slot.
-    fn skip(&mut self, failures: &[String]) -> bool {
-        let now = Timestamp::now();
-        let regular_due = self.deadlines.regular.filter(|d| *d <= now);
-        if let (Some(schedule), Some(slot)) = (&self.job.schedule, regular_due) {
-            self.deadlines.regular = Some(schedule.next_slot(slot, now, &TimeZone::system()));
-        }
-        if self.deadlines.retry.is_some_and(|d| d <= now) {
-            self.deadlines.retry = None;
-        }
-        let error = format!("preconditions failed: {}", failures.join("; "));
-        warn!("[{}] run skipped: {error}", self.job.name);
-        let record = RunRecord {
-            start: now,
-            end: now,
-            outcome: Outcome::Skipped,
-            exit_code: None,
-            error: Some(error.clone()),
-            output_tail: String::new(),
-            summary: None,
-            reason: Reason::Schedule,
-            snapshot: None,
-            hooks: Vec::new(),
-        };
-        self.persist();
-        let deadlines = self.deadlines;
-        self.publish(|s| {
-            s.status = Status::Waiting;
-            s.next_run = deadlines.next();
-            if let Some(next) = deadlines.next() {
-                s.wait_start = Some(now);
-                s.wait_end = Some(next);
-            }
-            s.error = Some(error);
-            s.record(record);
-        });
-        let pending = std::mem::take(&mut self.after_run);
-        pending.into_iter().all(|control| self.handle(control))
-    }
-
-    /// Waits for this job's turn on its repository (`None`: the repository
-    /// is unknown, so there is nothing to wait for). `Err` when a stop,
-    /// restart or exit ended the wait; it is queued in `after_run`.
-    fn take_turn(&mut self) -> Result<Option<Guard>, ()> {
-        let Some(repository) = self.repository.clone() else {
-            return Ok(None);
-        };
-        let name = self.job.name.clone();
-        let ticket = match self
-            .context
-            .repositories
-            .acquire(&repository, name.as_str())
-        {
-            Acquired::Now(guard) => return Ok(Some(guard)),
-            Acquired::Later { holder, ticket } => {
-                info!("[{name}] waits for {holder}, which is using {repository}");
-                self.publish(|s| s.waiting_for = Some(holder));
-                ticket
-            }
-        };
-        let result = loop {
-            select! {
-                recv(ticket.granted) -> _ => break Ok(()),
-                recv(self.control) -> msg => if self.defer(msg.ok()) {
-                    break Err(());
-                },
-            }
-        };
-        self.publish(|s| s.waiting_for = None);
-        result.map(|()| Some(ticket.into_guard()))
-    }
-
-    /// Keeps a control that arrived while the job was busy (waiting for its
-    /// repository or running restic) for after that; `None` is a closed
-    /// inbox, which means exit. `true` when the busy work must be cut short:
-    /// anything but a new definition, which waits for the next run.
-    fn defer(&mut self, control: Option<Control>) -> bool {
-        // A closed inbox: the daemon is going away.
-        let control = control.unwrap_or(Control::Shutdown);
-        let interrupts = !matches!(control, Control::Replace(_));
-        self.after_run.push(control);
-        interrupts
-    }
-
-    /// Decides on a retry after a failed run.
-    fn schedule_retry(&mut self, record: &RunRecord) {
+    /// Takes `decision` on as the job's state, logs what it decided and
+    /// persists it.
+    fn apply(&mut self, decision: &Decision, record: &RunRecord) {
         let name = &self.job.name;
-        let retries_left = match self.job.max_failed_retries {
-            n if n < 0 => true,
-            n => i64::from(self.current_retry) < n,
-        };
-        match &self.job.retry_timer {
-            Some(timer) if retries_left => {
-                self.current_retry += 1;
-                let at =
-                    schedule::retry_deadline(timer, record.start, record.end, &TimeZone::system());
-                self.deadlines.retry = Some(at);
-                info!(
-                    "[{name}] retry {} at {}",
-                    self.current_retry,
-                    state::local_rfc3339(at)
-                );
-            }
-            _ => {
-                if self.job.retry_timer.is_some() {
-                    warn!("[{name}] failed and no retries are left");
-                }
-                self.give_up();
-            }
+        self.deadlines = decision.deadlines;
+        self.counters = decision.counters;
+        if decision.finished {
+            self.pending_run = None;
         }
-    }
-
-    /// Ends a failure cycle: back to the regular schedule, or stopped with
-    /// `StopAfterFailedRetries`.
-    fn give_up(&mut self) {
-        self.current_retry = 0;
-        self.deadlines.retry = None;
-        if self.job.stop_after_failed_retries {
-            warn!("[{}] job stopped (StopAfterFailedRetries)", self.job.name);
+        self.last_run = Some(record.start);
+        if decision.success {
+            self.last_success = Some(record.end);
+        }
+        if let Some((number, at)) = decision.retry {
+            info!("[{name}] retry {number} at {}", state::local_rfc3339(at));
+        }
+        if let Some(why) = decision.give_up {
+            let why = match why {
+                GiveUp::RetriesSpent => "no retries are left",
+                GiveUp::NoRetries => "it has no retryTimer",
+                GiveUp::WrongPassword => "a wrong password, which no retry can fix",
+            };
+            let then = if decision.stop {
+                "the job is stopped (StopAfterFailedRetries) until /restart".to_string()
+            } else {
+                match self.deadlines.next() {
+                    Some(next) => format!("next run at {}", state::local_rfc3339(next)),
+                    None => "it runs again when triggered".into(),
+                }
+            };
+            error!(
+                "[{name}] gave up after {} failures in a row: {why}; {then}",
+                self.counters.consecutive_failures
+            );
+        }
+        if decision.stop {
             self.stopped = true;
             self.gave_up = true;
         }
-    }
-
-    /// One run with its healthcheck pings.
-    fn execute(&mut self, why: &str) -> RunRecord {
-        let healthcheck = self.job.healthcheck.clone();
-        let name = self.job.name.as_str();
-        if let Some(url) = &healthcheck {
-            self.context.pings.send(Ping::start(name, url));
-        }
-        let record = self.run_child(why);
-        if let Some(url) = &healthcheck {
-            self.context
-                .pings
-                .send(Ping::end(self.job.name.as_str(), url, &record));
-        }
-        record
-    }
-
-    /// Starts restic and follows it to its end.
-    fn run_child(&mut self, why: &str) -> RunRecord {
-        let name = self.job.name.clone();
-        let asked = Timestamp::now();
-        let failed = |error: String| RunRecord {
-            start: asked,
-            end: Timestamp::now(),
-            outcome: Outcome::Failure,
-            exit_code: None,
-            error: Some(error),
-            output_tail: String::new(),
-            summary: None,
-            reason: Reason::Schedule,
-            snapshot: None,
-            hooks: Vec::new(),
-        };
-        if let Some(error) = self.repository_error.clone() {
-            warn!("[{name}] {error}; restic was not started");
-            return failed(error);
-        }
-        let mut spec = self.spec();
-        if let Some(entry) = &self.job.keyring {
-            // Read at every run, so a keyring unlocked or filled after the
-            // daemon started works without a restart.
-            match self.context.keyring.lookup(&entry.service, &entry.username) {
-                Ok(password) => restic::give_password(&mut spec, &password),
-                Err(e) => {
-                    let error = format!("{e}; restic was not started");
-                    warn!("[{name}] {error}");
-                    return failed(error);
-                }
-            }
-        }
-        let mut child = match RunningChild::start(&spec) {
-            Ok(child) => child,
-            Err(e) => {
-                let error = format!("cannot start {}: {e}", spec.program.to_string_lossy());
-                warn!("[{name}] {error}");
-                return failed(error);
-            }
-        };
-        // A run starts when restic does (SPEC §8), after any keyring lookup.
-        let start = Timestamp::now();
-        info!(
-            "[{name}] run started ({why}): {}",
-            spec.program.to_string_lossy()
-        );
-        self.publish(|s| {
-            s.status = Status::Working;
-            s.running_since = Some(start);
-        });
-        let mut output = RunOutput::default();
-        let mut interrupt: Option<Interrupt> = None;
-        let mut ladder = Ladder::default();
-        let timeout = self.job.timeout.and_then(|t| Instant::now().checked_add(t));
-        let mut open_pipes = 2;
-        let mut exited_at: Option<Instant> = None;
-        let mut leftovers_killed = false;
-        let mut inbox_open = true;
-        // Output and exit come on separate channels, and `select!` picks
-        // fairly among ready ones: a flood of output never hides the exit,
-        // a stop or a timeout.
-        loop {
-            let exited = if exited_at.is_none() {
-                child.exited.clone()
-            } else {
-                never()
-            };
-            let timeout_timer = match timeout {
-                Some(at) if interrupt.is_none() => crossbeam_channel::at(at),
-                _ => never(),
-            };
-            let ladder_timer = ladder.timer();
-            let pipe_timer =
-                exited_at.map_or_else(never, |at| crossbeam_channel::at(at + PIPE_GRACE));
-            let control = if exited_at.is_none() && inbox_open {
-                self.control.clone()
-            } else {
-                never()
-            };
-            // A restic (or a wrapper script) may close its output long
-            // before it exits: then only the exit ends the run.
-            let lines = if open_pipes > 0 {
-                child.output.clone()
-            } else {
-                never()
-            };
-            select! {
-                recv(lines) -> event => match event {
-                    Ok(Output::Line(stream, line)) => self.output_line(&mut output, stream, &line),
-                    Ok(Output::Closed(_)) => open_pipes -= 1,
-                    Err(_) => open_pipes = 0,
-                },
-                recv(exited) -> _ => exited_at = Some(Instant::now()),
-                recv(control) -> msg => {
-                    inbox_open = msg.is_ok();
-                    if self.defer(msg.ok()) && interrupt.is_none() {
-                        let by = match self.after_run.last() {
-                            Some(Control::Stop) => "stopped by /stop",
-                            Some(Control::Restart) => "stopped by /restart",
-                            Some(Control::Exit) => "stopped by a /remove or a reload",
-                            _ => "stopped by the daemon's shutdown; it runs again after the next start",
-                        };
-                        interrupt = Some(Interrupt::Stop(by));
-                        info!("[{name}] stopping restic");
-                        ladder.begin(&child, self.context.stop_grace);
-                    }
-                },
-                recv(timeout_timer) -> _ => {
-                    warn!("[{name}] still running after the timeout of {}; stopping restic",
-                        schedule::format_duration(self.job.timeout.unwrap_or_default()));
-                    interrupt = Some(Interrupt::Timeout);
-                    ladder.begin(&child, self.context.stop_grace);
-                },
-                recv(ladder_timer) -> _ => ladder.escalate(&child, &name),
-                recv(pipe_timer) -> _ => {
-                    if leftovers_killed {
-                        // Something that left restic's group (setsid) holds
-                        // the pipes: we cannot reach it, so stop listening.
-                        warn!("[{name}] a process restic started outside its group keeps its output open; not waiting for it");
-                        break;
-                    }
-                    // restic is gone but something it started holds the
-                    // pipes; the group is still ours until the reap below.
-                    child.signal_group(libc::SIGKILL);
-                    leftovers_killed = true;
-                    exited_at = Some(Instant::now());
-                },
-            }
-            if exited_at.is_some() && open_pipes == 0 {
-                break;
-            }
-        }
-        if let Some(dropped) = output.log_limit.take() {
-            info!("[{name}] {dropped}");
-        }
-        // Anything restic left in its group must not outlive the run.
-        child.signal_group(libc::SIGKILL);
-        let status = child.reap();
-        let died = status.as_ref().is_ok_and(|s| s.code().is_none());
-        if interrupt.is_some() || died {
-            self.remove_stale_locks(&spec);
-        }
-        let end = Timestamp::now();
-        let (outcome, exit_code, error) = match status {
-            Err(e) => (
-                Outcome::Failure,
-                None,
-                Some(format!("cannot wait for restic: {e}")),
-            ),
-            Ok(status) => {
-                let code = status.code();
-                // An interrupted run is stopped or timed out because we
-                // interrupted it, whatever restic exited with (0.14 exits
-                // 130 on SIGINT, 0.18 exits 1).
-                let (outcome, error) = match interrupt {
-                    Some(Interrupt::Stop(by)) => (Outcome::Stopped, Some(by.to_string())),
-                    Some(Interrupt::Timeout) => (
-                        Outcome::Timeout,
-                        Some(format!(
-                            "timed out after {}",
-                            schedule::format_duration(self.job.timeout.unwrap_or_default())
-                        )),
-                    ),
-                    None => {
-                        let outcome = restic::classify(code, &output.tail.text);
-                        let status = describe_status(status);
-                        let error = restic::failure_reason(
-                            outcome,
-                            code,
-                            &status,
-                            &output.stderr,
-                            &output.tail.text,
-                        );
-                        (outcome, error)
-                    }
-                };
-                (outcome, code, error)
-            }
-        };
-        RunRecord {
-            start,
-            end,
-            outcome,
-            exit_code,
-            error,
-            output_tail: output.tail.into_text(),
-            summary: output.summary,
-            reason: Reason::Schedule,
-            snapshot: None,
-            hooks: Vec::new(),
-        }
-    }
-
-    /// One line of restic's output: `--json` status lines move the job's
-    /// progress (published at most every [`PROGRESS_EVERY`]), the summary is
-    /// kept for the run's record, and the rest is logged and kept.
-    fn output_line(&self, output: &mut RunOutput, stream: Stream, line: &str) {
-        let name = &self.job.name;
-        if line.is_empty() {
-            return;
-        }
-        if let Some(dropped) = output.log_limit.report_due() {
-            info!("[{name}] {dropped}");
-        }
-        if stream == Stream::Stderr {
-            output.stderr.push(line);
-            if output.log_limit.admit(line.len()) {
-                info!("[{name}] stderr: {line}");
-            }
-            output.tail.push(line);
-            return;
-        }
-        match progress::read_line(line) {
-            progress::Line::Status(progress) => {
-                let due = output
-                    .published
-                    .is_none_or(|at| at.elapsed() >= PROGRESS_EVERY);
-                if due || progress.percent_done >= 1.0 {
-                    output.published = Some(Instant::now());
-                    self.publish(|s| {
-                        s.progress = progress.percent_done;
-                        s.progress_detail = Some(progress);
-                    });
-                }
-            }
-            progress::Line::Summary(summary) => {
-                if output.log_limit.admit(line.len()) {
-                    info!("[{name}] {}", summary.describe());
-                }
-                output.summary = Some(summary);
-            }
-            progress::Line::Other => {
-                if output.log_limit.admit(line.len()) {
-                    info!("[{name}] {line}");
-                }
-                output.tail.push(line);
-            }
-        }
-    }
-
-    /// After restic was interrupted: restic 0.14 sometimes leaves its lock
-    /// behind even on SIGINT, and always on SIGTERM/SIGKILL. Its process is
-    /// reaped now, so its lock is stale, and `restic unlock` (which removes
-    /// stale locks only) cleans it up without touching anyone else's.
-    fn remove_stale_locks(&self, run: &Spec) {
-        let name = &self.job.name;
-        let spec = Spec {
-            args: restic::unlock_arguments(&run.args),
-            ..run.clone()
-        };
-        info!("[{name}] removing the stale lock the interrupted restic may have left");
-        let mut log_limit = LineRateLimit::default();
-        let result = process::run_bounded(&spec, UNLOCK_LIMIT, |_, line| {
-            if !line.is_empty() && log_limit.admit(line.len()) {
-                info!("[{name}] unlock: {line}");
-            }
-        });
-        if let Some(dropped) = log_limit.take() {
-            info!("[{name}] unlock: {dropped}");
-        }
-        match result {
-            Ok(status) if status.success() => {}
-            Ok(status) => warn!(
-                "[{name}] restic unlock failed ({})",
-                describe_status(status)
-            ),
-            Err(e) => warn!("[{name}] cannot run restic unlock: {e}"),
-        }
-    }
-
-    fn spec(&self) -> Spec {
-        restic_spec(&self.job, &self.context.job_dir)
+        self.persist();
     }
 }
 
-/// How `job` starts restic (without its password, which is read at each
-/// run): its program, arguments and `Env`, in the job directory.
-pub fn restic_spec(job: &Job, job_dir: &Path) -> Spec {
-    let program = if job.restic_path.is_empty() {
-        "restic".into()
-    } else {
-        job.restic_path.clone().into()
+/// The `run ended` line, with the reason on it, at a level a person can
+/// filter on (SPEC §6.1).
+fn log_run_ended(name: &JobName, record: &RunRecord) {
+    if record.outcome == Outcome::Skipped {
+        let error = record.error.as_deref().unwrap_or_default();
+        warn!("[{name}] run skipped: {error}");
+        return;
+    }
+    let exit = match record.exit_code {
+        Some(code) => format!("exit code {code}"),
+        None => "no exit code".into(),
     };
-    Spec {
-        program,
-        args: job.restic_arguments.clone(),
-        cwd: job_dir.to_path_buf(),
-        env: job
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        // restic must not talk to systemd in the daemon's name.
-        env_remove: service::NOTIFY_VARIABLES
-            .iter()
-            .map(|key| key.to_string())
-            .collect(),
-    }
-}
-
-/// What a run's output leaves behind.
-#[derive(Default)]
-struct RunOutput {
-    tail: Tail,
-    summary: Option<Summary>,
-    /// When progress was last published.
-    published: Option<Instant>,
-    log_limit: LineRateLimit,
-    /// What explains a failure.
-    stderr: restic::Stderr,
-}
-
-/// The last [`TAIL_BYTES`] of a run's output.
-#[derive(Default)]
-struct Tail {
-    text: String,
-}
-
-impl Tail {
-    /// Trimmed only once twice the tail has piled up, so a verbose restic
-    /// does not move 64 KiB of text for every line.
-    fn push(&mut self, line: &str) {
-        self.text.push_str(line);
-        self.text.push('\n');
-        if self.text.len() > 2 * TAIL_BYTES {
-            self.trim();
-        }
-    }
-
-    fn trim(&mut self) {
-        if self.text.len() > TAIL_BYTES {
-            let mut cut = self.text.len() - TAIL_BYTES;
-            while !self.text.is_char_boundary(cut) {
-                cut += 1;
-            }
-            self.text.drain(..cut);
-        }
-    }
-
-    /// The last [`TAIL_BYTES`].
-    fn into_text(mut self) -> String {
-        self.trim();
-        self.text
-    }
-}
-
-/// The stop ladder: SIGINT (restic removes its lock), after the grace
-/// SIGTERM, ten seconds later SIGKILL.
-#[derive(Default)]
-struct Ladder {
-    next: Option<(Instant, libc::c_int)>,
-}
-
-impl Ladder {
-    fn begin(&mut self, child: &RunningChild, grace: Duration) {
-        child.signal_group(libc::SIGINT);
-        let at = Instant::now()
-            .checked_add(grace)
-            .unwrap_or_else(Instant::now);
-        self.next = Some((at, libc::SIGTERM));
-    }
-
-    fn timer(&self) -> Receiver<Instant> {
-        self.next
-            .map_or_else(never, |(at, _)| crossbeam_channel::at(at))
-    }
-
-    fn escalate(&mut self, child: &RunningChild, name: &JobName) {
-        let Some((_, signal)) = self.next else { return };
-        if signal == libc::SIGTERM {
-            warn!("[{name}] restic ignored SIGINT; sending SIGTERM");
-            self.next = Some((Instant::now() + TERM_GRACE, libc::SIGKILL));
-        } else {
-            warn!("[{name}] restic ignored SIGTERM; sending SIGKILL");
-            self.next = None;
-        }
-        child.signal_group(signal);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tail_keeps_the_last_bytes_on_char_boundaries() {
-        let mut tail = Tail::default();
-        for _ in 0..20_000 {
-            tail.push("äöü line");
-        }
-        let text = tail.into_text();
-        assert!(text.len() <= TAIL_BYTES);
-        assert!(text.ends_with("äöü line\n"));
+    let ended = format!(
+        "[{name}] run ended: {} ({exit}) after {:.3}s",
+        record.outcome.as_str(),
+        record.duration().as_secs_f64()
+    );
+    match (&record.error, record.outcome) {
+        (None, Outcome::Success) => info!("{ended}"),
+        (None, _) => warn!("{ended}"),
+        (Some(error), Outcome::Stopped) => info!("{ended}: {error}"),
+        (Some(error), _) => warn!("{ended}: {error}"),
     }
 }

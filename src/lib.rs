@@ -25,6 +25,8 @@ pub mod progress;
 pub mod rckeyutil;
 pub mod redacted;
 pub mod restic;
+pub mod rules;
+pub mod run;
 pub mod schedule;
 pub mod service;
 pub mod state;

@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, unbounded};
 
-use crate::job;
 use crate::job_file::{self, Job};
 use crate::keyring::Keyring;
 use crate::preconditions;
 use crate::process::{self, Spec, Stream};
 use crate::restic::{self, Stderr};
+use crate::run;
 
 /// How long one job's probe may take in all.
 pub const PROBE_LIMIT: Duration = Duration::from_secs(30);
@@ -136,7 +136,7 @@ fn probe_job(
     limit: Duration,
 ) -> Vec<String> {
     let mut problems = Vec::new();
-    let mut spec = job::restic_spec(job, job_dir);
+    let mut spec = run::restic_spec(job, job_dir);
     spec.args = repository_probe_arguments(&job.restic_arguments);
     let program = spec.program.to_string_lossy().into_owned();
     let found = match find_program(job, &program, job_dir) {

@@ -35,6 +35,9 @@ pub struct State {
     /// The job stopped itself (`StopAfterFailedRetries`): it stays stopped
     /// across a daemon restart until someone restarts it.
     pub gave_up: bool,
+    /// The last failure cycle ended without a retry: the next success is
+    /// a recovery (SPEC §6.5).
+    pub awaiting_recovery: bool,
     /// Why a run was started that has no recorded outcome yet: written
     /// before restic starts, cleared with its outcome. Found at start, it is
     /// a run the daemon's end interrupted (SIGTERM, a crash, a power cut),
@@ -57,6 +60,8 @@ struct StateFile {
     consecutive_failures: u32,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     gave_up: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    awaiting_recovery: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pending_run: Option<String>,
 }
@@ -142,6 +147,9 @@ pub fn read(path: &Path) -> Result<Option<State>, String> {
         gave_up: object
             .get("GaveUp")
             .is_some_and(|(v, _)| v.as_bool() == Some(true)),
+        awaiting_recovery: object
+            .get("AwaitingRecovery")
+            .is_some_and(|(v, _)| v.as_bool() == Some(true)),
         last_run: time("LastRun")?,
         last_success: time("LastSuccess")?,
         pending_run: object
@@ -193,6 +201,7 @@ pub fn write(path: &Path, state: &State) -> Result<(), WriteError> {
         last_success: state.last_success.map(local_rfc3339),
         consecutive_failures: state.consecutive_failures,
         gave_up: state.gave_up,
+        awaiting_recovery: state.awaiting_recovery,
         pending_run: state.pending_run.clone(),
     };
     let mut text = serde_json::to_string(&file).expect("a state file always serializes");
@@ -274,6 +283,7 @@ mod tests {
             last_success: None,
             consecutive_failures: 3,
             gave_up: true,
+            awaiting_recovery: true,
             pending_run: Some("trigger".into()),
         };
         write(&path, &state).unwrap();

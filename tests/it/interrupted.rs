@@ -94,7 +94,7 @@ fn runs_the_daemons_death_interrupted_run_again_once_and_a_stopped_one_never() {
     daemon.wait_exit();
     assert_eq!(pending(&env, "trig"), "trigger");
     assert_eq!(pending(&env, "retr"), "retry");
-    assert_eq!(pending(&env, "second"), "trigger");
+    assert_eq!(pending(&env, "second"), "next-job");
     assert!(pending(&env, "stopped").is_null());
     assert!(pending(&env, "first").is_null());
 
