@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::files::{self, CappedReadError};
 use crate::healthcheck;
-use crate::hook::{self, Hooks};
+use crate::hook::{self, HookCommand, HookName, Hooks};
 use crate::json::{self, Echo, Object, Position, describe};
 use crate::preconditions::Preconditions;
 use crate::redacted::Redacted;
@@ -43,6 +43,11 @@ pub const KNOWN_KEYS: &[&str] = &[
     "Preconditions",
     "CheckPrecondsEvery",
     "CheckPrecondsMaxTimes",
+    "Before",
+    "OnSuccess",
+    "OnFailure",
+    "After",
+    "HookTimeout",
 ];
 
 /// The keys of a `Preconditions` object. `PathsMust` is our spelling of the
@@ -368,8 +373,8 @@ pub fn resolve_program(
         })
 }
 
-/// Why a root daemon must not run `program` (`ResticPath`, and the hook
-/// commands to come): someone other than root could change what it runs.
+/// Why a root daemon must not run `program` (`ResticPath`, a hook's
+/// program): someone other than root could change what it runs.
 /// That is the case when the file does not belong to root or is writable by
 /// group or others, or when a directory on its way (as written, or after
 /// following links) belongs to someone else or is writable by everyone
@@ -516,11 +521,18 @@ struct Refusals(Vec<Refusal>);
 
 impl From<String> for Refusals {
     fn from(message: String) -> Refusals {
-        Refusals(vec![Refusal {
+        Refusals::from(vec![message])
+    }
+}
+
+impl From<Vec<String>> for Refusals {
+    fn from(messages: Vec<String>) -> Refusals {
+        let refusal = |message| Refusal {
             inner: None,
             name_inner: false,
             message,
-        }])
+        };
+        Refusals(messages.into_iter().map(refusal).collect())
     }
 }
 
@@ -601,7 +613,7 @@ impl Parser<'_, '_> {
         .unwrap_or(false)
     }
 
-    /// Reports `program` (the value of `key`) when a root daemon must not
+    /// Reports `program` (run for `key`) when a root daemon must not
     /// run it (see [`program_problems_for_root`]). It is found as running
     /// it would find it: from the job directory, or on the job's `PATH`.
     fn check_program_for_root(&mut self, key: &str, program: &str, env: &BTreeMap<String, String>) {
@@ -683,6 +695,13 @@ impl Parser<'_, '_> {
         if !restic_path.is_empty() && running_as_root() {
             self.check_program_for_root("ResticPath", &restic_path, &env);
         }
+        let hooks = self.hooks();
+        if running_as_root() {
+            for (name, command) in hooks.iter() {
+                self.check_program_for_root(name.key(), command.program(), &env);
+            }
+        }
+        let hook_timeout = self.hook_timeout();
         let timeout = self
             .field("Timeout", |v, _| schedule::parse_duration(v))
             .flatten();
@@ -719,9 +738,43 @@ impl Parser<'_, '_> {
             healthcheck,
             unlock_stale,
             preconditions,
-            hooks: Hooks::default(),
-            hook_timeout: hook::DEFAULT_TIMEOUT,
+            hooks,
+            hook_timeout,
         })
+    }
+
+    /// `Before`, `OnSuccess`, `OnFailure` and `After` (SPEC §4.1).
+    fn hooks(&mut self) -> Hooks {
+        let mut command = |name: HookName| self.field(name.key(), hook_command).flatten();
+        Hooks {
+            before: command(HookName::Before),
+            on_success: command(HookName::OnSuccess),
+            on_failure: command(HookName::OnFailure),
+            after: command(HookName::After),
+        }
+    }
+
+    /// `HookTimeout`: each hook's limit, [`hook::DEFAULT_TIMEOUT`] when
+    /// absent or `null`. Unlike `Timeout`, where 0 and negative mean no
+    /// limit, those are errors here: a `Before` hook holds the repository's
+    /// turn, and one that never ends would keep every job of that
+    /// repository from running, without a word.
+    fn hook_timeout(&mut self) -> Duration {
+        self.field("HookTimeout", |v, echo| {
+            if v.is_null() {
+                return Ok(hook::DEFAULT_TIMEOUT);
+            }
+            match schedule::parse_duration(v)? {
+                Some(limit) if !limit.is_zero() => Ok(limit),
+                // 0, or negative (which `parse_duration` reads as none).
+                _ => Err(format!(
+                    "expected a positive duration, found {}; a hook with no limit could \
+                     hold the repository forever",
+                    echo.found(v)
+                )),
+            }
+        })
+        .unwrap_or(hook::DEFAULT_TIMEOUT)
     }
 
     /// `Preconditions` with `CheckPrecondsEvery` and `CheckPrecondsMaxTimes`
@@ -1020,6 +1073,62 @@ impl Parser<'_, '_> {
             position,
             message,
         });
+    }
+}
+
+/// A hook's command: a string runs as `/bin/sh -c STRING`, a list is the
+/// argv of a program started without a shell, and `null` is no hook. Every
+/// bad item of a list is reported.
+fn hook_command(value: &Value, echo: Echo) -> Result<Option<HookCommand>, Refusals> {
+    let items = match value {
+        Value::Null => return Ok(None),
+        // A blank script would "succeed" at doing nothing, every run.
+        Value::String(script) if script.trim().is_empty() => {
+            return Err("the command is empty; write one, or null for no hook"
+                .to_string()
+                .into());
+        }
+        Value::String(script) if script.contains('\0') => {
+            return Err("the command holds a NUL byte, which no command line can"
+                .to_string()
+                .into());
+        }
+        Value::String(script) => return Ok(Some(HookCommand::Shell(script.clone()))),
+        Value::Array(items) if items.is_empty() => {
+            return Err("the list is empty; it needs at least the program to run"
+                .to_string()
+                .into());
+        }
+        Value::Array(items) => items,
+        other => {
+            return Err(format!(
+                "expected a command: a string for /bin/sh -c, or a list of strings, found {}",
+                echo.found(other)
+            )
+            .into());
+        }
+    };
+    let mut argv = Vec::new();
+    let mut refusals = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match item {
+            Value::String(s) if i == 0 && s.is_empty() => {
+                refusals.push("item 0: the program to run is empty".to_string());
+            }
+            Value::String(s) if s.contains('\0') => refusals.push(format!(
+                "item {i}: the argument holds a NUL byte, which no command line can"
+            )),
+            Value::String(s) => argv.push(s.clone()),
+            other => refusals.push(format!(
+                "item {i}: expected a string, found {}",
+                echo.found(other)
+            )),
+        }
+    }
+    if refusals.is_empty() {
+        Ok(Some(HookCommand::Argv(argv)))
+    } else {
+        Err(refusals.into())
     }
 }
 
@@ -1568,6 +1677,164 @@ mod tests {
         );
     }
 
+    #[test]
+    fn hooks_are_shell_strings_or_argv_lists_in_any_key_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "hooks.json",
+            r#"{"ResticArguments": ["x"], "before": "pg_dump db > /var/dump.sql",
+               "ONSUCCESS": ["curl", "-fsS", "https://example.com/ok"],
+               "OnFailure": null, "after": ["umount"], "hooktimeout": "90s"}"#,
+        );
+        let entry = load_file(&path);
+        assert!(entry.warnings.is_empty(), "{:?}", entry.warnings);
+        let job = entry.job.unwrap();
+        assert_eq!(
+            job.hooks,
+            Hooks {
+                before: Some(HookCommand::Shell("pg_dump db > /var/dump.sql".into())),
+                on_success: Some(HookCommand::Argv(
+                    ["curl", "-fsS", "https://example.com/ok"]
+                        .map(String::from)
+                        .to_vec()
+                )),
+                on_failure: None,
+                after: Some(HookCommand::Argv(vec!["umount".into()])),
+            }
+        );
+        assert_eq!(job.hook_timeout, Duration::from_secs(90));
+
+        let path = write(dir.path(), "none.json", r#"{"ResticArguments": ["x"]}"#);
+        let job = load_file(&path).job.unwrap();
+        assert_eq!(job.hooks, Hooks::default());
+        assert_eq!(job.hook_timeout, hook::DEFAULT_TIMEOUT);
+        let path = write(
+            dir.path(),
+            "null.json",
+            r#"{"ResticArguments": ["x"], "HookTimeout": null}"#,
+        );
+        assert_eq!(
+            load_file(&path).job.unwrap().hook_timeout,
+            hook::DEFAULT_TIMEOUT
+        );
+    }
+
+    #[test]
+    fn each_bad_hook_value_is_named_with_its_key_and_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "bad.json",
+            "{\n  \"ResticArguments\": [\"x\"],\n  \"Before\": 5,\n  \"onsuccess\": \"\",\n  \
+             \"OnFailure\": [],\n  \"After\": [\"\", 7, \"a\\u0000b\"]\n}",
+        );
+        let file = path.display();
+        assert_eq!(
+            errors(&load_file(&path)).lines().collect::<Vec<_>>(),
+            [
+                format!(
+                    "{file}:3:3: Before: expected a command: a string for /bin/sh -c, or a list \
+                     of strings, found number 5"
+                ),
+                format!(
+                    "{file}:4:3: OnSuccess: the command is empty; write one, or null for no hook"
+                ),
+                format!(
+                    "{file}:5:3: OnFailure: the list is empty; it needs at least the program to run"
+                ),
+                format!("{file}:6:3: After: item 0: the program to run is empty"),
+                format!("{file}:6:3: After: item 1: expected a string, found number 7"),
+                format!(
+                    "{file}:6:3: After: item 2: the argument holds a NUL byte, which no command \
+                     line can"
+                ),
+            ]
+        );
+        for (value, want) in [
+            (
+                r#""echo \u0000""#,
+                "Before: the command holds a NUL byte, which no command line can",
+            ),
+            (
+                r#""  ""#,
+                "Before: the command is empty; write one, or null for no hook",
+            ),
+            (
+                r#"{"sh": "x"}"#,
+                "Before: expected a command: a string for /bin/sh -c, or a list of strings, \
+                 found an object",
+            ),
+        ] {
+            let text = format!(r#"{{"ResticArguments": ["x"], "Before": {value}}}"#);
+            let path = write(dir.path(), "one.json", &text);
+            let problems = errors(&load_file(&path));
+            assert!(
+                problems.ends_with(&format!(":1:28: {want}")),
+                "{value}: {problems}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hook_timeout_must_be_a_positive_duration() {
+        let dir = tempfile::tempdir().unwrap();
+        for (value, found) in [
+            ("0", "number 0"),
+            ("-5", "number -5"),
+            (r#""0s""#, r#"string "0s""#),
+            (r#""-5m""#, r#"string "-5m""#),
+        ] {
+            let text = format!(r#"{{"ResticArguments": ["x"], "HookTimeout": {value}}}"#);
+            let path = write(dir.path(), "t.json", &text);
+            assert_eq!(
+                errors(&load_file(&path)),
+                format!(
+                    "{}:1:28: HookTimeout: expected a positive duration, found {found}; a hook \
+                     with no limit could hold the repository forever",
+                    path.display()
+                )
+            );
+        }
+        let path = write(
+            dir.path(),
+            "cron.json",
+            r#"{"ResticArguments": ["x"], "HookTimeout": "0 3 * * *"}"#,
+        );
+        let problems = errors(&load_file(&path));
+        assert!(
+            problems.contains(":1:28: HookTimeout: \"0 3 * * *\" is a calendar expression"),
+            "{problems}"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_hook_key_is_a_warning_that_suggests_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "typo.json",
+            r#"{"ResticArguments": ["x"], "OnFailur": "true", "HookTimout": 5}"#,
+        );
+        let entry = load_file(&path);
+        let mut warnings: Vec<String> = entry.warnings.iter().map(|w| w.to_string()).collect();
+        warnings.sort();
+        let file = path.display();
+        assert_eq!(
+            warnings,
+            [
+                format!(
+                    "{file}:1:28: unknown key \"OnFailur\" (did you mean \"OnFailure\"?); ignored"
+                ),
+                format!(
+                    "{file}:1:48: unknown key \"HookTimout\" (did you mean \"HookTimeout\"?); \
+                     ignored"
+                ),
+            ]
+        );
+        assert_eq!(entry.job.unwrap().hooks, Hooks::default());
+    }
+
     /// The later original's `ExampleBackup` (ORIGINAL-BEHAVIOUR §3.3) as it
     /// ships, with or without its `Preconditions`.
     fn later_original_example(preconditions: bool) -> String {
@@ -1914,6 +2181,48 @@ mod tests {
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&inside, &link).unwrap();
         assert_eq!(owners_only(program_problems_for_root(&link)).len(), 1);
+    }
+
+    #[test]
+    fn hook_programs_others_may_change_are_refused_for_root_by_hook_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        fs::create_dir(&bin).unwrap();
+        let open = write(&bin, "notify", "#!/bin/sh\n");
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        let safe = write(&bin, "dump", "#!/bin/sh\n");
+        fs::set_permissions(&safe, fs::Permissions::from_mode(0o755)).unwrap();
+        // `notify` is found on the job's PATH, `bin/notify` from the job
+        // directory; /bin/sh runs the shell hook.
+        let path = write(
+            dir.path(),
+            "hooks.json",
+            &format!(
+                r#"{{"ResticArguments": ["x"], "Env": {{"PATH": "{}"}},
+                   "Before": ["bin/dump"], "OnSuccess": "true",
+                   "OnFailure": ["notify", "failed"], "After": ["bin/notify"]}}"#,
+                bin.display()
+            ),
+        );
+        let text = errors(&load_file(&path));
+        if !is_root() {
+            // The rule is a root daemon's; anyone else's may run what it owns.
+            assert_eq!(text, "");
+            return;
+        }
+        let shown = open.display();
+        let why = format!(
+            "{shown} is writable by other users (mode 0777), and a root daemon runs it; \
+             run chmod go-w {shown}"
+        );
+        let file = path.display();
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [
+                format!("{file}:3:20: OnFailure: {why}"),
+                format!("{file}:3:55: After: {why}"),
+            ]
+        );
     }
 
     #[test]

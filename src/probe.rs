@@ -1,8 +1,10 @@
 //! `--check --probe` (SPEC §1.1): tries every valid job the way its run
 //! would start — restic found, the keyring entry there, the repository
-//! opened with the password, the preconditions holding — without writing
-//! anything or taking a lock, one thread per job, each bounded in time.
+//! opened with the password, the preconditions holding, each hook's program
+//! found — without writing anything, taking a lock or running a hook, one
+//! thread per job, each bounded in time.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -139,7 +141,12 @@ fn probe_job(
     let mut spec = run::restic_spec(job, job_dir);
     spec.args = repository_probe_arguments(&job.restic_arguments);
     let program = spec.program.to_string_lossy().into_owned();
-    let found = match find_program(job, &program, job_dir) {
+    let restic = if job.restic_path.is_empty() {
+        "restic (no ResticPath)".to_string()
+    } else {
+        format!("ResticPath {}", job.restic_path)
+    };
+    let found = match find_program(&restic, &program, &job.env, job_dir) {
         Ok(path) => Some(path),
         Err(problem) => {
             problems.push(problem);
@@ -163,7 +170,14 @@ fn probe_job(
             }
         }
     }
-    // Hooks (SPEC §4.1): each hook command found, once hooks exist.
+    // Hooks (SPEC §4.1): each one's program found, as starting it would
+    // find it. None is run: a hook may dump a database or unmount a disk.
+    for (name, command) in job.hooks.iter() {
+        let hook = format!("{} hook {}", name.key(), command.program());
+        if let Err(problem) = find_program(&hook, command.program(), &job.env, job_dir) {
+            problems.push(problem);
+        }
+    }
     if found.is_some() && password_ready {
         let left = deadline.saturating_duration_since(Instant::now());
         if let Some(problem) = open_repository(&spec, left, limit) {
@@ -173,15 +187,16 @@ fn probe_job(
     problems
 }
 
-/// Finds `program` as starting it would (see
-/// [`job_file::resolve_program`]) and checks that it may be executed.
-fn find_program(job: &Job, program: &str, job_dir: &Path) -> Result<PathBuf, String> {
-    let what = if job.restic_path.is_empty() {
-        "restic (no ResticPath)".to_string()
-    } else {
-        format!("ResticPath {}", job.restic_path)
-    };
-    let Some(path) = job_file::resolve_job_program(program, job_dir, &job.env) else {
+/// Finds `program` as starting it for a job with `job_env` would (see
+/// [`job_file::resolve_job_program`]) and checks that it may be executed.
+/// A problem starts with `what`, which names the program for the user.
+fn find_program(
+    what: &str,
+    program: &str,
+    job_env: &BTreeMap<String, String>,
+    job_dir: &Path,
+) -> Result<PathBuf, String> {
+    let Some(path) = job_file::resolve_job_program(program, job_dir, job_env) else {
         return Err(if program.contains('/') {
             format!("{what}: no such file")
         } else {
@@ -248,13 +263,13 @@ fn open_repository(spec: &Spec, left: Duration, limit: Duration) -> Option<Strin
 mod tests {
     use super::*;
 
-    use std::collections::BTreeMap;
     use std::io::Write;
 
     use crossbeam_channel::bounded;
     use serde_json::Value;
 
     use crate::config::KeyringChoice;
+    use crate::hook::{HookCommand, Hooks};
     use crate::job_file::JobName;
     use crate::redacted::Redacted;
 
@@ -374,19 +389,82 @@ mod tests {
     }
 
     #[test]
+    fn each_hook_program_is_looked_for_as_its_run_would_and_none_is_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            fs::write(&path, text).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+            path
+        };
+        let restic = script("restic", "#!/bin/sh\nexit 0\n");
+        let ran = dir.path().join("a hook ran");
+        script(
+            "dump.sh",
+            &format!("#!/bin/sh\ntouch '{}'\n", ran.display()),
+        );
+        let bin = dir.path().join("bin");
+        fs::create_dir(&bin).unwrap();
+        let mut found = job("found", restic.to_str().unwrap(), &["-r", "/srv/repo"]);
+        let touch = format!("touch '{}'", ran.display());
+        Arc::get_mut(&mut found).unwrap().hooks = Hooks {
+            before: Some(HookCommand::Argv(vec!["./dump.sh".into()])),
+            on_success: Some(HookCommand::Shell(touch)),
+            on_failure: Some(HookCommand::Argv(vec![
+                "touch".into(),
+                ran.display().to_string(),
+            ])),
+            after: None,
+        };
+        let mut missing = job("missing", restic.to_str().unwrap(), &["-r", "/srv/repo"]);
+        let missing_job = Arc::get_mut(&mut missing).unwrap();
+        // Bare names are looked up on the job's PATH, not the daemon's.
+        missing_job.env = Redacted(BTreeMap::from([(
+            "PATH".to_string(),
+            bin.display().to_string(),
+        )]));
+        missing_job.hooks = Hooks {
+            before: Some(HookCommand::Argv(vec!["/nope/dump.sh".into()])),
+            on_success: None,
+            on_failure: Some(HookCommand::Argv(vec!["touch".into()])),
+            after: Some(HookCommand::Argv(vec!["restic".into()])),
+        };
+        let reports = probe_all(
+            &[found, missing],
+            dir.path(),
+            Keyring::unattended(KeyringChoice::Keyutils),
+            Duration::from_secs(10),
+        );
+        assert_eq!(reports[0].problems, [""; 0]);
+        assert_eq!(
+            reports[1].problems,
+            [
+                "Before hook /nope/dump.sh: no such file",
+                "OnFailure hook touch: not found on PATH",
+                "After hook restic: not found on PATH",
+            ]
+        );
+        assert!(!ran.exists(), "a probe ran a hook");
+    }
+
+    #[test]
     fn a_missing_or_unexecutable_restic_path_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        let missing = job("missing", "/nope/restic", &[]);
+        let no_env = BTreeMap::new();
         assert_eq!(
-            find_program(&missing, "/nope/restic", dir.path()),
+            find_program(
+                "ResticPath /nope/restic",
+                "/nope/restic",
+                &no_env,
+                dir.path()
+            ),
             Err("ResticPath /nope/restic: no such file".into())
         );
         let plain = dir.path().join("plain");
         fs::write(&plain, "").unwrap();
         fs::set_permissions(&plain, fs::Permissions::from_mode(0o644)).unwrap();
-        let unexecutable = job("plain", "./plain", &[]);
         assert_eq!(
-            find_program(&unexecutable, "./plain", dir.path()),
+            find_program("ResticPath ./plain", "./plain", &no_env, dir.path()),
             Err(format!(
                 "ResticPath ./plain: {} is not executable",
                 dir.path().join("./plain").display()

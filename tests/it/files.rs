@@ -555,3 +555,96 @@ fn a_fifo_a_device_or_a_huge_file_is_named_and_hangs_nothing() {
     assert_eq!(daemon.get("/reload?name=fine").0, 200);
     assert_eq!(daemon.get("/healthz"), (200, "ok\n".to_string()));
 }
+
+#[test]
+fn a_bad_hook_value_is_named_by_file_position_and_key() {
+    let env = TestEnv::new();
+    let number = env.write_job_text(
+        "number",
+        "{\n  \"ResticArguments\": [\"x\"],\n  \"before\": 5\n}\n",
+    );
+    let empty = env.write_job_text(
+        "empty",
+        "{\n  \"ResticArguments\": [\"x\"],\n    \"OnFailure\": []\n}\n",
+    );
+    let unlimited = env.write_job_text(
+        "unlimited",
+        "{\"ResticArguments\": [\"x\"], \"After\": \"umount /mnt/usb\", \"HookTimeout\": 0}",
+    );
+    env.write_job(
+        "hooked",
+        &env.fake_job(
+            "hooked",
+            &[],
+            json!({"Before": "true", "After": ["true", "done"], "HookTimeout": "5min"}),
+        ),
+    );
+    let (code, out) = env.check();
+    assert_eq!(code, 1, "{out}");
+    for (file, want) in [
+        (
+            &number,
+            "3:3: Before: expected a command: a string for /bin/sh -c, or a list of strings, \
+             found number 5",
+        ),
+        (
+            &empty,
+            "3:5: OnFailure: the list is empty; it needs at least the program to run",
+        ),
+        (
+            &unlimited,
+            "1:56: HookTimeout: expected a positive duration, found number 0; a hook with no \
+             limit could hold the repository forever",
+        ),
+    ] {
+        assert_eq!(
+            line_about(&out, file),
+            format!("error: {}:{want}", file.display())
+        );
+    }
+    assert!(out.contains("ok: hooked"), "{out}");
+}
+
+#[test]
+fn a_hook_program_other_users_may_change_makes_a_root_daemons_job_invalid() {
+    let env = TestEnv::new();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    // Relative to the job directory, where hooks run.
+    let bin = env.jobs.join("bin");
+    fs::create_dir(&bin).unwrap();
+    copy_fake(&env, &bin.join("open-hook"), 0o777);
+    copy_fake(&env, &bin.join("safe-hook"), 0o755);
+    let open = env.write_job(
+        "open",
+        &env.fake_job("open", &[], json!({"OnSuccess": ["bin/open-hook", "ok"]})),
+    );
+    env.write_job(
+        "safe",
+        &env.fake_job(
+            "safe",
+            &[],
+            json!({"Before": ["bin/safe-hook"], "After": "echo done"}),
+        ),
+    );
+
+    let (code, out) = env.check();
+    assert!(out.contains("ok: safe"), "{out}");
+    if !root {
+        // The rule is a root daemon's; anyone else's may run what it owns.
+        assert_eq!(code, 0, "{out}");
+        return;
+    }
+    assert_eq!(code, 1, "{out}");
+    let program = bin.join("open-hook");
+    let want = format!(
+        "OnSuccess: {0} is writable by other users (mode 0777), and a root daemon runs it; \
+         run chmod go-w {0}",
+        program.display()
+    );
+    let line = line_about(&out, &open);
+    assert!(
+        line.starts_with(&format!("error: {}:", open.display())) && line.ends_with(&want),
+        "{line}\nwanted: {want}"
+    );
+}

@@ -1,10 +1,11 @@
 //! `restic-cronned --check --probe` with the real restic: the shipped
 //! example jobs against a real repository, and each way a probe fails —
 //! wrong password, missing repository, missing keyring entry, missing
-//! `ResticPath`, a precondition that does not hold — with no lock taken and
-//! nothing written.
+//! `ResticPath`, a precondition that does not hold, a hook's missing
+//! program — with no lock taken, nothing written and no hook run.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use serde_json::json;
@@ -188,6 +189,60 @@ fn each_failing_probe_is_named_on_its_own_line_and_the_check_fails() {
     assert!(!stdout.contains("not the password"), "{stdout}");
     assert!(!stdout.contains("correct horse"), "{stdout}");
     assert_nothing_left_behind(&env, &[&old, &new], &stdout);
+}
+
+#[test]
+fn a_hook_whose_program_is_missing_fails_the_probe_and_no_hook_is_run() {
+    let env = TestEnv::new();
+    let repo = Repo::init(&env, &Restic::debian_12());
+    let ran = env.dir.path().join("a hook ran");
+    // In the job directory, where hooks run and relative programs are found.
+    let dump = env.jobs.join("dump.sh");
+    fs::write(&dump, format!("#!/bin/sh\ntouch '{}'\n", ran.display())).unwrap();
+    fs::set_permissions(&dump, fs::Permissions::from_mode(0o755)).unwrap();
+    env.write_job(
+        "hooked",
+        &repo.job(
+            "hooked",
+            &["backup", "."],
+            json!({
+                "Before": ["./dump.sh"],
+                "OnSuccess": format!("touch '{}'", ran.display()),
+                "OnFailure": ["touch", ran],
+                "After": [dump],
+            }),
+        ),
+    );
+    env.write_job(
+        "unhooked",
+        &repo.job(
+            "unhooked",
+            &["backup", "."],
+            json!({
+                "Before": ["/nope/dump.sh", "--all"],
+                "OnSuccess": "true",
+                "After": ["no-such-hook-program"],
+            }),
+        ),
+    );
+
+    let (code, stdout) = check_probe(&env);
+    assert_eq!(code, 1, "{stdout}");
+    assert_eq!(
+        lines_of(&stdout, "hooked"),
+        ["ok: hooked (probe)"],
+        "{stdout}"
+    );
+    assert_eq!(
+        lines_of(&stdout, "unhooked"),
+        [
+            "error: unhooked: Before hook /nope/dump.sh: no such file",
+            "error: unhooked: After hook no-such-hook-program: not found on PATH",
+        ],
+        "{stdout}"
+    );
+    assert!(!ran.exists(), "a probe ran a hook\n{stdout}");
+    assert_nothing_left_behind(&env, &[&repo], &stdout);
 }
 
 #[test]
