@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::job_file::{Entry, Job};
-use crate::outcome::{Outcome, RunRecord};
+use crate::outcome::{HookRecord, Outcome, Reason, RunRecord};
 use crate::preconditions::Preconditions;
 use crate::progress::{Progress, Summary};
 use crate::restic;
@@ -308,6 +308,11 @@ struct RunJson<'a> {
     output_tail: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     summary: Option<&'a Summary>,
+    reason: Reason,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    hooks: &'a [HookRecord],
 }
 
 fn run_json<'a>(run: &'a RunRecord, with_output: bool, tz: &TimeZone) -> RunJson<'a> {
@@ -319,6 +324,9 @@ fn run_json<'a>(run: &'a RunRecord, with_output: bool, tz: &TimeZone) -> RunJson
         error: run.error.as_deref(),
         output_tail: with_output.then_some(run.output_tail.as_str()),
         summary: run.summary.as_ref(),
+        reason: run.reason,
+        snapshot: run.snapshot.as_deref(),
+        hooks: &run.hooks,
     }
 }
 

@@ -20,7 +20,7 @@ use crate::config::{self, Config, KeyringChoice, Source};
 use crate::files;
 use crate::healthcheck::Pinger;
 use crate::http::{Access, Command, Envelope, HttpServer, Reply};
-use crate::job::{Context, Control, JobHandle, Notice};
+use crate::job::{self, Context, Control, JobHandle, Notice};
 use crate::job_file::{self, Entry, Job};
 use crate::keyring::{self, Keyring, SessionKeyring};
 use crate::logging;
@@ -55,6 +55,10 @@ Options:
                      repository opens with `restic cat config --no-lock`,
                      preconditions hold), in parallel, at most 30 s each;
                      one line per job; writes nothing, takes no lock
+  --run NAME         run job NAME once in the foreground, as the daemon
+                     would (preconditions, hooks, password, pings), and
+                     exit 0 for success or warning, 1 otherwise; starts no
+                     other job and no server, and leaves its schedule alone
   -h, --help         print this help
   -V, --version      print the version
 
@@ -70,6 +74,8 @@ pub struct Args {
     pub check: bool,
     /// `--probe`: with `--check`, also probe every valid job.
     pub probe: bool,
+    /// `--run NAME`: run that job once in the foreground.
+    pub run: Option<String>,
     pub help: bool,
     pub version: bool,
     pub job_dir: Option<PathBuf>,
@@ -85,6 +91,8 @@ pub enum Error {
     Setup(String),
     /// `--check` found problems (exit 1; they were printed).
     CheckFailed,
+    /// The run of `--run` did not succeed (exit 1; it was printed).
+    RunFailed,
     /// A fatal error at run time (exit 1).
     Runtime(String),
 }
@@ -94,6 +102,7 @@ impl fmt::Display for Error {
         match self {
             Error::Usage(m) | Error::Setup(m) | Error::Runtime(m) => f.write_str(m),
             Error::CheckFailed => f.write_str("the check found problems"),
+            Error::RunFailed => f.write_str("the run did not succeed"),
         }
     }
 }
@@ -131,6 +140,7 @@ const LONG_OPTIONS: &[&str] = &[
     "jobpath",
     "port",
     "probe",
+    "run",
     "version",
 ];
 
@@ -191,9 +201,20 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Args, Erro
                 Some(file) => parsed.config = Some(file.into()),
                 None => return Err(Error::Usage("--config needs a file".into())),
             },
+            "--run" => match args.next().map(OsString::into_string) {
+                Some(Ok(name)) => parsed.run = Some(name),
+                Some(Err(name)) => {
+                    return Err(Error::Usage(format!("job name {name:?} is not UTF-8")));
+                }
+                None => return Err(Error::Usage("--run needs a job name".into())),
+            },
             _ => {
                 if let Some(file) = text.strip_prefix("--config=") {
                     parsed.config = Some(file.into());
+                    continue;
+                }
+                if let Some(name) = text.strip_prefix("--run=") {
+                    parsed.run = Some(name.into());
                     continue;
                 }
                 let single_dash = text
@@ -265,6 +286,9 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Args, Erro
     if parsed.probe && !parsed.check {
         return Err(Error::Usage("--probe works only with --check".into()));
     }
+    if parsed.run.is_some() && parsed.check {
+        return Err(Error::Usage("--run and --check do not go together".into()));
+    }
     Ok(parsed)
 }
 
@@ -288,6 +312,9 @@ pub fn run(args: Args) -> Result<(), Error> {
     if args.check {
         return check(&config, &warnings, args.probe);
     }
+    if let Some(name) = &args.run {
+        return run_one(&config, &warnings, name);
+    }
     limit_malloc_arenas();
     // Everything we write lives in these two; nobody else may plant links
     // in them (SPEC §9).
@@ -305,6 +332,96 @@ pub fn run(args: Args) -> Result<(), Error> {
     join_session_keyring(&config);
     job_file::check_dir(&config.job_path).map_err(|e| Error::Setup(e.to_string()))?;
     Daemon::start(config)?.run()
+}
+
+/// `--run NAME`: runs job NAME once in the foreground, as the daemon would,
+/// but writes no state file and triggers no `NextJob` (SPEC §1.1). SIGINT
+/// (Ctrl-C) and SIGTERM stop it the way `/stop` stops a run.
+fn run_one(config: &Config, config_warnings: &[String], name: &str) -> Result<(), Error> {
+    logging::init_stderr(config.log_level);
+    for warning in config_warnings {
+        warn!("config: {warning}");
+    }
+    let entries = job_file::load_dir(&config.job_path).map_err(|e| Error::Setup(e.to_string()))?;
+    let Some(entry) = entries.iter().find(|e| e.name == name) else {
+        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        return Err(Error::Setup(format!(
+            "no job named {name:?} in {} (jobs: {})",
+            config.job_path.display(),
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        )));
+    };
+    let job = match &entry.job {
+        Ok(job) => job.clone(),
+        Err(problems) => {
+            let problems: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            return Err(Error::Setup(format!(
+                "job {name} is invalid: {}",
+                problems.join("; ")
+            )));
+        }
+    };
+    join_session_keyring(config);
+    let pinger = Pinger::spawn()
+        .map_err(|e| Error::Runtime(format!("cannot start the healthcheck thread: {e}")))?;
+    let job_dir = std::path::absolute(&config.job_path).unwrap_or(config.job_path.clone());
+    let context = Arc::new(Context {
+        board: Board::new(&job_dir.display().to_string()),
+        state_dir: config.state_dir.clone(),
+        job_dir,
+        stop_grace: config.stop_grace,
+        // Nobody reads these: `--run` starts no other job.
+        notices: unbounded().0,
+        repositories: Arc::default(),
+        pings: pinger.sender(),
+        keyring: Keyring::unattended(config.keyring),
+        persist: false,
+    });
+    let (control_sender, control) = unbounded();
+    let mut signals = Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| Error::Runtime(format!("cannot handle signals: {e}")))?;
+    let signal_handle = signals.handle();
+    thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                info!("signal {signal}: stopping the run");
+                if control_sender.send(Control::Stop).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| Error::Runtime(format!("cannot start the signal thread: {e}")))?;
+    let record = job::run_once(job, context, control);
+    signal_handle.close();
+    // Dropping the pinger sends the end ping (within its timeout).
+    drop(pinger);
+    match record {
+        Some(record) => {
+            let exit = record
+                .exit_code
+                .map_or("no exit code".into(), |c| format!("exit code {c}"));
+            let error = record
+                .error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            println!("{name}: {} ({exit}){error}", record.outcome.as_str());
+            if record.outcome.succeeded() {
+                Ok(())
+            } else {
+                Err(Error::RunFailed)
+            }
+        }
+        None => {
+            println!("{name}: stopped before it started");
+            Err(Error::RunFailed)
+        }
+    }
 }
 
 /// Makes sure the kernel keyring can find its keys (unless only the Secret

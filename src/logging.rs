@@ -48,10 +48,14 @@ impl fmt::Display for LogFileError {
 
 impl std::error::Error for LogFileError {}
 
-/// Starts logging to stderr and to the log file in `LogDir`, which the
-/// caller has checked ([`files::check_private_dir`]). Call it before any
-/// thread starts (the local UTC offset is read here).
-pub fn init(config: &Config) -> Result<(), LogFileError> {
+/// Starts logging to stderr only, at `level`: `--run`, in the foreground
+/// beside a daemon that owns the log file.
+pub fn init_stderr(level: LevelFilter) {
+    let _ = CombinedLogger::init(vec![WriteLogger::new(level, line_format(), io::stderr())]);
+}
+
+/// Time, level and message: what every line of ours carries.
+fn line_format() -> simplelog::Config {
     let mut builder = ConfigBuilder::new();
     builder
         .set_time_format_rfc3339()
@@ -59,7 +63,14 @@ pub fn init(config: &Config) -> Result<(), LogFileError> {
         .set_target_level(LevelFilter::Off)
         .set_location_level(LevelFilter::Off);
     let _ = builder.set_time_offset_to_local();
-    let format = builder.build();
+    builder.build()
+}
+
+/// Starts logging to stderr and to the log file in `LogDir`, which the
+/// caller has checked ([`files::check_private_dir`]). Call it before any
+/// thread starts (the local UTC offset is read here).
+pub fn init(config: &Config) -> Result<(), LogFileError> {
+    let format = line_format();
     let level = config.log_level;
     let path = config.log_dir.join(LOG_FILE);
     // file-rotate opens the file itself (and again after each rotation)

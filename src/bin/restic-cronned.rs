@@ -34,7 +34,7 @@ fn fail(error: &Error) -> ExitCode {
             eprintln!("restic-cronned: {message}");
             ExitCode::from(2)
         }
-        Error::CheckFailed => ExitCode::from(1),
+        Error::CheckFailed | Error::RunFailed => ExitCode::from(1),
         Error::Runtime(message) => {
             eprintln!("restic-cronned: {message}");
             ExitCode::from(1)
