@@ -53,8 +53,9 @@ Options:
   --probe            with --check: then try every valid job as its run
                      would start (restic found, keyring entry present,
                      repository opens with `restic cat config --no-lock`,
-                     preconditions hold), in parallel, at most 30 s each;
-                     one line per job; writes nothing, takes no lock
+                     preconditions hold, hook programs found), in
+                     parallel, at most 30 s each; one line per job;
+                     writes nothing, takes no lock
   --run NAME         run job NAME once in the foreground, as the daemon
                      would (preconditions, hooks, password, pings), and
                      exit 0 for success or warning, 1 otherwise; starts no
@@ -1178,6 +1179,20 @@ mod tests {
         assert_eq!(
             usage_error(&["-probe"]),
             "unknown option \"-probe\" (did you mean \"--probe\"?)"
+        );
+    }
+
+    #[test]
+    fn run_takes_a_job_name_and_goes_without_check() {
+        assert_eq!(args(&["--run", "nas"]).unwrap().run.as_deref(), Some("nas"));
+        assert_eq!(
+            args(&["--run=nas", "j"]).unwrap().run.as_deref(),
+            Some("nas")
+        );
+        assert_eq!(usage_error(&["--run"]), "--run needs a job name");
+        assert_eq!(
+            usage_error(&["--run", "nas", "--check"]),
+            "--run and --check do not go together"
         );
     }
 }

@@ -819,12 +819,20 @@ impl Run {
             ),
             Err(e) => warn!("[{name}] cannot wait for restic unlock: {e}"),
         }
-        if then_retry && self.stop.is_none() {
-            self.output = RunOutput::default();
-            self.why = "again after restic unlock".into();
-            return self.start_restic();
+        match self.stop {
+            None if then_retry => {
+                self.output = RunOutput::default();
+                self.why = "again after restic unlock".into();
+                self.start_restic()
+            }
+            // Stopped before the second try: the run is stopped, not locked.
+            Some(stop) if then_retry => {
+                self.outcome = Outcome::Stopped;
+                self.error = Some(stop.by.into());
+                self.after_restic()
+            }
+            _ => self.after_restic(),
         }
-        self.after_restic()
     }
 
     /// After restic (or instead of it): `OnSuccess` or `OnFailure`, then
