@@ -490,12 +490,22 @@ pub fn queue_table(queue: &Value, now: Timestamp) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
-    for job in jobs.iter().filter(|j| j["status"] == "invalid") {
-        out.push_str(&format!(
-            "\n{} is invalid: {}\n",
-            text_of(&job["JobName"]),
-            text_of(&job["error"])
-        ));
+    // Why: the error of every job that has one, in full.
+    let mut why = String::new();
+    for job in jobs {
+        let Some(error) = job["error"].as_str() else {
+            continue;
+        };
+        let name = text_of(&job["JobName"]);
+        if job["status"] == "invalid" {
+            why.push_str(&format!("{name} is invalid: {error}\n"));
+        } else {
+            why.push_str(&format!("{name}: {error}\n"));
+        }
+    }
+    if !why.is_empty() {
+        out.push('\n');
+        out.push_str(&why);
     }
     out
 }
@@ -600,6 +610,17 @@ pub fn job_summary(job: &Value, now: Timestamp) -> String {
         }
         out.push_str(line.trim_end());
         out.push('\n');
+        let hooks = run["hooks"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        if !hooks.is_empty() {
+            let shown: Vec<String> = hooks
+                .iter()
+                .map(|hook| match hook["error"].as_str() {
+                    Some(error) => error.to_string(),
+                    None => format!("{} ok", text_of(&hook["hook"])),
+                })
+                .collect();
+            out.push_str(&format!("    hooks: {}\n", shown.join("; ")));
+        }
     }
     let tail = text_of(&runs[0]["outputTail"]);
     let lines: Vec<&str> = tail.lines().collect();
@@ -691,7 +712,7 @@ mod tests {
     }
 
     #[test]
-    fn the_queue_table_lines_up_and_names_invalid_jobs() {
+    fn the_queue_table_lines_up_and_says_why_jobs_fail_or_are_invalid() {
         let now = Timestamp::from_second(1_700_000_000).unwrap();
         let t = |s: i64| {
             Timestamp::from_second(1_700_000_000 + s)
@@ -702,6 +723,7 @@ mod tests {
             {"JobName": "ExampleBackup", "status": "waiting", "nextRun": t(3600),
              "lastRun": {"outcome": "success", "exitCode": 0, "end": t(-60)}},
             {"JobName": "b", "status": "working", "progress": 0.42, "nextRun": null,
+             "error": "wrong password: Fatal: wrong password or no key found",
              "lastRun": {"outcome": "failure", "exitCode": 1, "end": t(-7200)}},
             {"JobName": "c", "status": "invalid", "error": "c.json: bad", "lastRun": null},
         ], "Directory": "/jobs"});
@@ -711,7 +733,8 @@ mod tests {
              ExampleBackup  waiting      in 1h     success 1m ago\n\
              b              working 42%  -         failure (exit 1) 2h ago\n\
              c              invalid      -         never ran\n\
-             \nc is invalid: c.json: bad\n"
+             \nb: wrong password: Fatal: wrong password or no key found\n\
+             c is invalid: c.json: bad\n"
         );
         assert_eq!(
             queue_table(&json!({"Jobs": [], "Directory": "/jobs"}), now),
