@@ -553,7 +553,7 @@ impl Actor {
                     // A skipped run never had its turn: it serves what is
                     // due now.
                     let served = served.unwrap_or_else(|| self.take_due());
-                    return self.finish(*record, served);
+                    return self.finish(*record, served, run.wrong_password());
                 }
             }
             let inputs = run.inputs();
@@ -617,7 +617,7 @@ impl Actor {
     }
 
     /// Applies the rules after a run and tells everyone.
-    fn finish(&mut self, record: RunRecord, served: Deadlines) -> bool {
+    fn finish(&mut self, record: RunRecord, served: Deadlines, wrong_password: bool) -> bool {
         let name = self.job.name.clone();
         log_run_ended(&name, &record);
         let by_shutdown = self
@@ -635,7 +635,7 @@ impl Actor {
             outcome: record.outcome,
             start: record.start,
             end: record.end,
-            wrong_password: restic::wrong_password(record.exit_code, &record.output_tail),
+            wrong_password,
             served,
             by_shutdown,
         };

@@ -284,6 +284,8 @@ pub struct Run {
     /// restic's spec with the password, once read.
     spec: Option<Spec>,
     retried_after_unlock: bool,
+    /// restic said the password is wrong: no retry can fix that.
+    wrong_password: bool,
     // The record being built.
     start: Timestamp,
     end: Timestamp,
@@ -320,6 +322,7 @@ impl Run {
             stop: None,
             spec: None,
             retried_after_unlock: false,
+            wrong_password: false,
             start: now,
             end: now,
             outcome: Outcome::Success,
@@ -548,6 +551,7 @@ impl Run {
         };
         // A run starts when restic does (SPEC §8).
         self.start = Timestamp::now();
+        self.output.restic = Tail::default();
         info!(
             "[{name}] run started ({}): {}",
             self.why,
@@ -612,6 +616,11 @@ impl Run {
             }
             Phase::Turn | Phase::Over => Progress::Busy,
         }
+    }
+
+    /// Whether restic said the password is wrong.
+    pub fn wrong_password(&self) -> bool {
+        self.wrong_password
     }
 
     pub fn on_output(&mut self, output: Result<Output, crossbeam_channel::RecvError>) -> Progress {
@@ -747,13 +756,17 @@ impl Run {
                         )),
                     ),
                     None => {
-                        let outcome = restic::classify(code, &self.output.tail.text);
+                        // What restic said, not what a hook before it did.
+                        let said = &self.output.restic.text;
+                        let outcome = restic::classify(code, said);
+                        self.wrong_password =
+                            outcome == Outcome::Failure && restic::wrong_password(code, said);
                         let error = restic::failure_reason(
                             outcome,
                             code,
                             &describe_status(status),
                             &f.stderr,
-                            &self.output.tail.text,
+                            said,
                         );
                         (outcome, error)
                     }
@@ -821,7 +834,6 @@ impl Run {
         }
         match self.stop {
             None if then_retry => {
-                self.output = RunOutput::default();
                 self.why = "again after restic unlock".into();
                 self.start_restic()
             }
@@ -1047,6 +1059,7 @@ impl Run {
                     info!("[{name}] stderr: {line}");
                 }
                 output.tail.push(line);
+                output.restic.push(line);
             }
             Task::Restic => match progress::read_line(line) {
                 progress::Line::Status(progress) => {
@@ -1072,6 +1085,7 @@ impl Run {
                         info!("[{name}] {line}");
                     }
                     output.tail.push(line);
+                    output.restic.push(line);
                 }
             },
         }
@@ -1113,6 +1127,8 @@ impl Run {
 #[derive(Default)]
 struct RunOutput {
     tail: Tail,
+    /// restic's own lines of the current attempt, which classify its end.
+    restic: Tail,
     summary: Option<Summary>,
     /// When progress was last published.
     published: Option<Instant>,
