@@ -66,9 +66,37 @@ pub enum GiveUp {
 pub enum Event {
     Success,
     Failure,
+    /// A failed run after which no retry is scheduled.
     GiveUp,
+    /// The first success after a give-up.
     Recovery,
     Skipped,
+    /// The last success became older than `StaleAfter` (decided by the
+    /// job's timer, not after a run).
+    Stale,
+}
+
+impl Event {
+    pub const ALL: [Event; 6] = [
+        Event::Success,
+        Event::Failure,
+        Event::GiveUp,
+        Event::Recovery,
+        Event::Skipped,
+        Event::Stale,
+    ];
+
+    /// Its name in `On` and in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Success => "success",
+            Event::Failure => "failure",
+            Event::GiveUp => "giveup",
+            Event::Recovery => "recovery",
+            Event::Skipped => "skipped",
+            Event::Stale => "stale",
+        }
+    }
 }
 
 /// What to do after a run.
