@@ -3,8 +3,8 @@
 //! writes that never go through a link.
 
 use std::fmt;
-use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::{self, Read};
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -151,6 +151,45 @@ pub fn private_open_options() -> OpenOptions {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
     options
+}
+
+/// Replaces `path` with `bytes` atomically (a temp file, fsync, rename,
+/// and the directory synced), mode 0600, creating the directory with mode
+/// 0700 when it is missing. The temp file is a new file, never an existing
+/// one or a link's target: one left by a crash (or planted) is removed, not
+/// written through.
+pub fn write_private_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let temp = dir.join(format!(".{name}.tmp"));
+    let result = (|| {
+        let create = || {
+            private_open_options()
+                .write(true)
+                .create_new(true)
+                .open(&temp)
+        };
+        let mut f = match create() {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                fs::remove_file(&temp)?;
+                create()?
+            }
+            other => other?,
+        };
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&temp, path)?;
+        // The rename is durable only once the directory is synced.
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
 }
 
 /// Why [`read_capped`] read nothing.

@@ -4,13 +4,15 @@
 use std::path::Path;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::process::Spec;
 
 /// A hook's limit when the job file gives no `HookTimeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
-/// Which hook.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which hook; in records and history by its key (`Before`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HookName {
     Before,
     OnSuccess,

@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::hook::HookName;
 use crate::progress::Summary;
 
 /// How a run ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Success,
@@ -44,7 +45,7 @@ impl Outcome {
 }
 
 /// Why a run started (`RESTIC_CRONNED_REASON`, the history's `reason`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Reason {
     /// Its regular deadline came.
@@ -90,21 +91,32 @@ impl Reason {
 }
 
 /// One hook of a run, as its record keeps it (SPEC §4.1).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HookRecord {
-    /// `Before`, `OnSuccess`, `OnFailure` or `After`.
-    pub hook: &'static str,
+    pub hook: HookName,
     #[serde(rename = "exitCode")]
     pub exit_code: Option<i32>,
     /// Seconds.
-    #[serde(serialize_with = "seconds")]
+    #[serde(with = "seconds")]
     pub duration: Duration,
     /// Why it failed; `None` when it exited 0.
     pub error: Option<String>,
 }
 
-fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+/// A duration as seconds with three decimals.
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let seconds = f64::deserialize(d)?;
+        Ok(Duration::try_from_secs_f64(seconds).unwrap_or_default())
+    }
 }
 
 /// One finished run.

@@ -929,7 +929,7 @@ impl Run {
                 duration.as_secs_f64()
             );
             self.hooks.push(HookRecord {
-                hook: key,
+                hook: name,
                 exit_code,
                 duration,
                 error: None,
@@ -941,7 +941,7 @@ impl Run {
         {
             // Stopped, not failed: the run is stopped, and `After` runs.
             self.hooks.push(HookRecord {
-                hook: key,
+                hook: name,
                 exit_code,
                 duration,
                 error: Some(error),
@@ -969,7 +969,7 @@ impl Run {
             duration.as_secs_f64()
         );
         self.hooks.push(HookRecord {
-            hook: name.key(),
+            hook: name,
             exit_code,
             duration,
             error: Some(error.clone()),

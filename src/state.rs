@@ -4,9 +4,7 @@
 //! with stale bytes after it) are read correctly.
 
 use std::fmt;
-use std::fs::{self, DirBuilder, File};
-use std::io::{self, Write};
-use std::os::unix::fs::DirBuilderExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
@@ -183,16 +181,6 @@ pub fn local_rfc3339(t: Timestamp) -> String {
 /// Writes `state` to `path` atomically with mode 0600, creating the directory
 /// with mode 0700 when it is missing.
 pub fn write(path: &Path, state: &State) -> Result<(), WriteError> {
-    let error = |source| WriteError {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(error)?;
     let file = StateFile {
         next_trigger: state.next_trigger.map(local_rfc3339),
         next_regular: state.next_regular.map(local_rfc3339),
@@ -206,42 +194,16 @@ pub fn write(path: &Path, state: &State) -> Result<(), WriteError> {
     };
     let mut text = serde_json::to_string(&file).expect("a state file always serializes");
     text.push('\n');
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let temp = dir.join(format!(".{name}.tmp"));
-    let result = (|| {
-        // A new file, never an existing one or a link's target: a temp file
-        // left by a crash (or planted) is removed, not written through.
-        let create = || {
-            files::private_open_options()
-                .write(true)
-                .create_new(true)
-                .open(&temp)
-        };
-        let mut f = match create() {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                fs::remove_file(&temp)?;
-                create()?
-            }
-            other => other?,
-        };
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&temp, path)?;
-        // The rename is durable only once the directory is synced.
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result.map_err(error)
+    files::write_private_atomically(path, text.as_bytes()).map_err(|source| WriteError {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
