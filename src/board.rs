@@ -147,6 +147,24 @@ impl JobStatus {
         self.runs.push_front(Arc::new(run));
         self.runs.truncate(RUNS_KEPT);
     }
+
+    /// Shows the runs of the history (oldest first) from before the
+    /// daemon started, without counting them as runs since.
+    pub fn restore(&mut self, runs: &[RunRecord]) {
+        for run in runs.iter().rev().take(RUNS_KEPT).rev() {
+            self.runs.push_front(Arc::new(run.clone()));
+        }
+        self.runs.truncate(RUNS_KEPT);
+        let succeeded = runs.iter().rev().find(|r| r.outcome.succeeded());
+        if let Some(run) = succeeded {
+            self.last_success = self.last_success.max(Some(run.end));
+        }
+        if self.error.is_none()
+            && let Some(last) = runs.last()
+        {
+            self.error = last.error.clone();
+        }
+    }
 }
 
 /// Shared snapshots of every job, keyed by file name (the queue's order).

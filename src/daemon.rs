@@ -19,6 +19,7 @@ use crate::board::{Board, JobStatus, Status};
 use crate::config::{self, Config, KeyringChoice, Source};
 use crate::files;
 use crate::healthcheck::Pinger;
+use crate::history;
 use crate::http::{Access, Command, Envelope, HttpServer, Reply};
 use crate::job::{self, Context, Control, JobHandle, Notice};
 use crate::job_file::{self, Entry, Job};
@@ -381,6 +382,7 @@ fn run_one(config: &Config, config_warnings: &[String], name: &str) -> Result<()
         pings: pinger.sender(),
         keyring: Keyring::unattended(config.keyring),
         persist: false,
+        history_runs: history::DEFAULT_RUNS,
     });
     let (control_sender, control) = unbounded();
     let mut signals = Signals::new([SIGINT, SIGTERM])
@@ -651,6 +653,7 @@ impl Daemon {
             pings: pinger.sender(),
             keyring: Keyring::unattended(config.keyring),
             persist: true,
+            history_runs: history::DEFAULT_RUNS,
         });
         let token = config.api_token().map_err(Error::Setup)?;
         let (command_sender, commands) = unbounded();

@@ -153,6 +153,11 @@ pub fn private_open_options() -> OpenOptions {
     options
 }
 
+/// Creates `dir` and its missing parents with mode 0700.
+pub fn make_dirs_private(dir: &Path) -> io::Result<()> {
+    DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
 /// Replaces `path` with `bytes` atomically (a temp file, fsync, rename,
 /// and the directory synced), mode 0600, creating the directory with mode
 /// 0700 when it is missing. The temp file is a new file, never an existing
@@ -160,7 +165,7 @@ pub fn private_open_options() -> OpenOptions {
 /// written through.
 pub fn write_private_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    make_dirs_private(dir)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())

@@ -17,6 +17,7 @@ use log::{error, info, warn};
 
 use crate::board::{JobStatus, Status};
 use crate::files::SlowRead;
+use crate::history::{self, History};
 use crate::job_file::{Job, JobName};
 use crate::outcome::{Outcome, Reason, RunRecord};
 use crate::restic::{self, Repository, RepositorySource};
@@ -162,6 +163,7 @@ pub fn run_once(
     // Nobody triggers a `--run`.
     let (_, trigger) = bounded(1);
     let mut actor = Actor::new(job, file_name, 0, context, control, trigger);
+    actor.open_history();
     actor.refresh_repository();
     actor.resolve_repository();
     actor.begin_run(Reason::Run);
@@ -209,6 +211,8 @@ struct Actor {
     catch_up: bool,
     /// The last run's record, for `--run`.
     last_record: Option<RunRecord>,
+    /// The job's run history; opened by the job's thread.
+    history: Option<History>,
 }
 
 impl Actor {
@@ -246,10 +250,12 @@ impl Actor {
             resume: false,
             catch_up: false,
             last_record: None,
+            history: None,
         }
     }
 
     fn run(mut self) {
+        self.open_history();
         self.resolve_repository();
         while let Some(event) = self.next_event() {
             let keep_going = match event {
@@ -307,6 +313,19 @@ impl Actor {
             regular: self.deadlines.regular.filter(|d| *d <= now),
             retry: self.deadlines.retry.filter(|d| *d <= now),
         }
+    }
+
+    /// Opens the job's history, and shows the runs from before the daemon
+    /// started. On the job's thread: the file may be large.
+    fn open_history(&mut self) {
+        let path = history::path(&self.context.state_dir, self.job.name.as_str());
+        let (history, runs) = History::open(path, self.context.history_runs);
+        match runs {
+            Ok(runs) if !runs.is_empty() => self.publish(|s| s.restore(&runs)),
+            Ok(_) => {}
+            Err(e) => warn!("[{}] {e}; past runs are not shown", self.job.name),
+        }
+        self.history = Some(history);
     }
 
     /// Handles a control message; `false` ends the thread.
@@ -649,6 +668,11 @@ impl Actor {
         self.apply(&decision, &record);
         let (deadlines, counters, stopped) = (self.deadlines, self.counters, self.stopped);
         let (last_success, end) = (self.last_success, record.end);
+        if let Some(history) = &mut self.history
+            && let Err(e) = history.append(&record)
+        {
+            warn!("[{name}] {e}; this run is not in the history");
+        }
         self.last_record = Some(record.clone());
         self.publish(|s| {
             s.status = if stopped {

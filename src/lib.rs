@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod exclusion;
 pub mod files;
 pub mod healthcheck;
+pub mod history;
 pub mod hook;
 pub mod http;
 pub mod job;

@@ -66,6 +66,8 @@ pub struct Context {
     pub keyring: Keyring,
     /// `false` for `--run`: the state file belongs to the daemon.
     pub persist: bool,
+    /// `HistoryRuns`: the runs kept in each job's history.
+    pub history_runs: usize,
 }
 
 /// A job's entry on the board, which only the job itself writes.

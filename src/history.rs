@@ -1,0 +1,327 @@
+//! Run history (SPEC §6.6): each job's runs, appended one JSON object per
+//! line to `StateDir/history/<JobName>.jsonl`, so that what shows past runs
+//! still shows them after a restart. At most `HistoryRuns` runs are kept:
+//! the file is rewritten atomically with the newest ones when it holds
+//! twice that. A torn last line (a power cut during an append) is skipped.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::files::{self, CappedReadError};
+use crate::outcome::{HookRecord, Outcome, Reason, RunRecord};
+use crate::progress::Summary;
+use crate::state::local_rfc3339;
+
+/// `HistoryRuns` when the config does not say.
+pub const DEFAULT_RUNS: usize = 100;
+/// How much of a run's output a history line keeps.
+pub const OUTPUT_BYTES: usize = 4 * 1024;
+/// The most one line may take on reading (the output tail, an error and
+/// a summary are a few KiB): a longer one is not ours.
+const MAX_LINE: u64 = 64 * 1024;
+
+/// The history file of job `name`.
+pub fn path(state_dir: &Path, name: &str) -> PathBuf {
+    state_dir.join("history").join(format!("{name}.jsonl"))
+}
+
+/// One line of a history file.
+#[derive(Serialize, Deserialize)]
+struct Line {
+    start: String,
+    end: String,
+    reason: Reason,
+    outcome: Outcome,
+    #[serde(rename = "exitCode")]
+    exit_code: Option<i32>,
+    error: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    hooks: Vec<HookRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    snapshot: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    summary: Option<Summary>,
+    #[serde(rename = "outputTail", default)]
+    output_tail: String,
+}
+
+impl Line {
+    fn of(run: &RunRecord) -> Line {
+        Line {
+            start: local_rfc3339(run.start),
+            end: local_rfc3339(run.end),
+            reason: run.reason,
+            outcome: run.outcome,
+            exit_code: run.exit_code,
+            error: run.error.clone(),
+            hooks: run.hooks.clone(),
+            snapshot: run.snapshot.clone(),
+            summary: run.summary.clone(),
+            output_tail: last_bytes(&run.output_tail, OUTPUT_BYTES).to_string(),
+        }
+    }
+
+    fn into_record(self) -> Option<RunRecord> {
+        Some(RunRecord {
+            start: self.start.parse::<Timestamp>().ok()?,
+            end: self.end.parse::<Timestamp>().ok()?,
+            reason: self.reason,
+            outcome: self.outcome,
+            exit_code: self.exit_code,
+            error: self.error,
+            output_tail: self.output_tail,
+            summary: self.summary,
+            snapshot: self.snapshot,
+            hooks: self.hooks,
+        })
+    }
+}
+
+/// The last `bytes` of `text`, cut at a character boundary.
+fn last_bytes(text: &str, bytes: usize) -> &str {
+    let mut start = text.len().saturating_sub(bytes);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+/// A history file that could not be read or written.
+#[derive(Debug)]
+pub struct Error {
+    pub path: PathBuf,
+    pub source: CappedReadError,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "history file {}: {}", self.path.display(), self.source)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A job's history file, as its job thread holds it.
+pub struct History {
+    path: PathBuf,
+    /// `HistoryRuns`.
+    keep: usize,
+    /// Lines in the file (read or appended since).
+    lines: usize,
+    /// The file ends in a torn line: the next append starts a new one.
+    torn: bool,
+}
+
+impl History {
+    /// Opens the history at `path` that keeps `keep` runs, and reads the
+    /// runs it holds, oldest first, at most `keep`. A missing file is an
+    /// empty history; lines that are not runs (a torn last line) are
+    /// skipped. Runs on the job's own thread: the file may be large.
+    pub fn open(path: PathBuf, keep: usize) -> (History, Result<Vec<RunRecord>, Error>) {
+        let keep = keep.max(1);
+        let mut history = History {
+            path,
+            keep,
+            lines: 0,
+            torn: false,
+        };
+        // Twice `keep` lines before the rewrite, each at most MAX_LINE.
+        let cap = MAX_LINE.saturating_mul(2 * keep as u64 + 1);
+        let bytes = match files::read_capped(&history.path, cap, false) {
+            Ok((bytes, _)) => bytes,
+            Err(CappedReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
+                return (history, Ok(Vec::new()));
+            }
+            Err(source) => {
+                let error = Error {
+                    path: history.path.clone(),
+                    source,
+                };
+                return (history, Err(error));
+            }
+        };
+        history.torn = bytes.last().is_some_and(|&b| b != b'\n');
+        let text = String::from_utf8_lossy(&bytes);
+        history.lines = text.lines().count();
+        let mut runs: Vec<RunRecord> = text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Line>(line).ok()?.into_record())
+            .collect();
+        let surplus = runs.len().saturating_sub(keep);
+        runs.drain(..surplus);
+        (history, Ok(runs))
+    }
+
+    /// Appends `run`; once the file holds twice `keep` lines, rewrites it
+    /// with the newest `keep`. Never through a link; mode 0600 in a 0700
+    /// directory.
+    pub fn append(&mut self, run: &RunRecord) -> Result<(), Error> {
+        let mut line = serde_json::to_string(&Line::of(run)).expect("a history line serializes");
+        line.push('\n');
+        if self.torn {
+            line.insert(0, '\n');
+        }
+        let io_error = |path: &Path, e| Error {
+            path: path.to_path_buf(),
+            source: CappedReadError::Io(e),
+        };
+        if self.lines + 1 >= 2 * self.keep {
+            return self.rewrite(Some(line));
+        }
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        files::make_dirs_private(dir).map_err(|e| io_error(dir, e))?;
+        let mut options = files::private_open_options();
+        options.append(true).create(true);
+        options
+            .open(&self.path)
+            .and_then(|mut file| file.write_all(line.as_bytes()))
+            .map_err(|e| io_error(&self.path, e))?;
+        self.lines += 1;
+        self.torn = false;
+        Ok(())
+    }
+
+    /// Rewrites the file with its newest `keep` runs (and `extra`, a line
+    /// to append).
+    fn rewrite(&mut self, extra: Option<String>) -> Result<(), Error> {
+        let (_, runs) = History::open(self.path.clone(), self.keep);
+        let mut runs: Vec<String> = runs
+            .unwrap_or_default()
+            .iter()
+            .map(|run| serde_json::to_string(&Line::of(run)).expect("a history line serializes"))
+            .collect();
+        let extra = extra.map(|line| line.trim().to_string());
+        runs.extend(extra);
+        let surplus = runs.len().saturating_sub(self.keep);
+        runs.drain(..surplus);
+        let mut text = runs.join("\n");
+        text.push('\n');
+        files::write_private_atomically(&self.path, text.as_bytes()).map_err(|e| Error {
+            path: self.path.clone(),
+            source: CappedReadError::Io(e),
+        })?;
+        self.lines = runs.len();
+        self.torn = false;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::hook::HookName;
+
+    fn run(second: i64, outcome: Outcome) -> RunRecord {
+        RunRecord {
+            start: Timestamp::from_second(1_700_000_000 + second).unwrap(),
+            end: Timestamp::from_second(1_700_000_001 + second).unwrap(),
+            reason: Reason::Schedule,
+            outcome,
+            exit_code: Some(if outcome.succeeded() { 0 } else { 1 }),
+            error: (!outcome.succeeded()).then(|| format!("run {second} failed")),
+            output_tail: format!("{}line {second}\n", "x".repeat(10_000)),
+            summary: None,
+            snapshot: Some("1eea1f6b".into()),
+            hooks: vec![HookRecord {
+                hook: HookName::Before,
+                exit_code: Some(0),
+                duration: Duration::from_millis(1500),
+                error: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn runs_come_back_after_a_reopen_with_their_fields_and_a_short_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path(dir.path(), "job");
+        let (mut history, runs) = History::open(path.clone(), 100);
+        assert!(runs.unwrap().is_empty());
+        history.append(&run(0, Outcome::Success)).unwrap();
+        history.append(&run(10, Outcome::Failure)).unwrap();
+        let (_, runs) = History::open(path.clone(), 100);
+        let runs = runs.unwrap();
+        assert_eq!(runs.len(), 2);
+        let last = &runs[1];
+        let want = run(10, Outcome::Failure);
+        assert_eq!(
+            (last.start, last.end, last.outcome, last.exit_code),
+            (want.start, want.end, want.outcome, want.exit_code)
+        );
+        assert_eq!(last.error.as_deref(), Some("run 10 failed"));
+        assert_eq!(last.hooks, want.hooks);
+        assert_eq!(last.snapshot.as_deref(), Some("1eea1f6b"));
+        assert_eq!(last.output_tail.len(), OUTPUT_BYTES);
+        assert!(last.output_tail.ends_with("line 10\n"));
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+    }
+
+    #[test]
+    fn the_file_is_cut_to_the_newest_runs_when_it_holds_twice_as_many() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path(dir.path(), "job");
+        let (mut history, _) = History::open(path.clone(), 3);
+        for i in 0..5 {
+            history.append(&run(i * 10, Outcome::Success)).unwrap();
+        }
+        let lines = || fs::read_to_string(&path).unwrap().lines().count();
+        assert_eq!(lines(), 5);
+        // The sixth line makes twice three: the file is rewritten.
+        history.append(&run(50, Outcome::Success)).unwrap();
+        assert_eq!(lines(), 3);
+        let (_, runs) = History::open(path.clone(), 3);
+        let starts: Vec<i64> = runs
+            .unwrap()
+            .iter()
+            .map(|r| r.start.as_second() - 1_700_000_000)
+            .collect();
+        assert_eq!(starts, [30, 40, 50]);
+        // Reading never gives more than `keep`, even before a rewrite.
+        let (mut history, _) = History::open(path.clone(), 3);
+        history.append(&run(60, Outcome::Success)).unwrap();
+        let (_, runs) = History::open(path.clone(), 2);
+        assert_eq!(runs.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path(dir.path(), "job");
+        let (mut history, _) = History::open(path.clone(), 10);
+        history.append(&run(0, Outcome::Success)).unwrap();
+        let mut file = fs::OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(br#"{"start":"2026-12-01T03:00:00+01:00","en"#)
+            .unwrap();
+        let (mut history, runs) = History::open(path.clone(), 10);
+        assert_eq!(runs.unwrap().len(), 1);
+        // The next append starts a line of its own after the torn one.
+        history.append(&run(10, Outcome::Failure)).unwrap();
+        let (_, runs) = History::open(path.clone(), 10);
+        let outcomes: Vec<Outcome> = runs.unwrap().iter().map(|r| r.outcome).collect();
+        assert_eq!(outcomes, [Outcome::Success, Outcome::Failure]);
+    }
+
+    #[test]
+    fn a_link_planted_at_the_history_file_is_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path(dir.path(), "job");
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "keep me").unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let (mut history, runs) = History::open(path.clone(), 10);
+        assert!(runs.unwrap_err().to_string().contains("symbolic link"));
+        assert!(history.append(&run(0, Outcome::Success)).is_err());
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me");
+    }
+}
