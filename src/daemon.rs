@@ -336,6 +336,21 @@ pub fn run(args: Args) -> Result<(), Error> {
     Daemon::start(config)?.run()
 }
 
+/// Logs what a reload (`/reload` or SIGHUP) did, or one line per problem
+/// when it changed nothing.
+fn log_reload(by: &str, reply: &Reply) {
+    let lines = reply.body.lines().filter(|line| !line.trim().is_empty());
+    if reply.status == 200 {
+        for line in lines {
+            info!("{by}: {line}");
+        }
+    } else {
+        for line in lines {
+            warn!("{by}: {line}");
+        }
+    }
+}
+
 /// `--run NAME`: runs job NAME once in the foreground, as the daemon would,
 /// but writes no state file and triggers no `NextJob` (SPEC §1.1). SIGINT
 /// (Ctrl-C) and SIGTERM stop it the way `/stop` stops a run.
@@ -746,7 +761,15 @@ impl Daemon {
             select! {
                 recv(self.commands) -> msg => match msg {
                     Ok((command, reply)) => {
+                        let reload = match &command {
+                            Command::Reload(Some(name)) => Some(format!("[{name}] /reload")),
+                            Command::Reload(None) => Some("/reload".to_string()),
+                            _ => None,
+                        };
                         let answer = self.command(command);
+                        if let Some(by) = reload {
+                            log_reload(&by, &answer);
+                        }
                         let _ = reply.send(answer);
                         self.tell_systemd("");
                     }
@@ -761,9 +784,8 @@ impl Daemon {
                 },
                 recv(self.signals) -> msg => match msg {
                     Ok(SIGHUP) => {
-                        info!("SIGHUP: reloading the job directory");
                         let reply = self.reload(None);
-                        info!("reload: {}", reply.body.trim_end());
+                        log_reload("SIGHUP", &reply);
                     }
                     Ok(signal) => {
                         info!("signal {signal}: stopping every job");
@@ -839,6 +861,7 @@ impl Daemon {
     fn command(&mut self, command: Command) -> Reply {
         match command {
             Command::StopAll => {
+                info!("/stopall: stopping every job");
                 for slot in self.slots.values() {
                     if let Some(handle) = &slot.handle {
                         handle.send(Control::Stop);
@@ -860,22 +883,34 @@ impl Daemon {
             {
                 Reply::no_such_job()
             }
-            Command::Stop(name) => self.send(&name, Control::Stop),
-            Command::Restart(name) => self.send(&name, Control::Restart),
+            Command::Stop(name) => {
+                info!("[{name}] /stop");
+                self.send(&name, Control::Stop)
+            }
+            Command::Restart(name) => {
+                info!("[{name}] /restart");
+                self.send(&name, Control::Restart)
+            }
             Command::Trigger(name) => match self.triggerable(&name) {
                 Some(handle) => {
-                    handle.trigger(Reason::Trigger);
+                    if handle.trigger(Reason::Trigger) {
+                        info!("[{name}] /trigger: runs as soon as it can");
+                    } else {
+                        info!("[{name}] /trigger: a run is already asked for; this one joins it");
+                    }
                     Reply::done()
                 }
-                None => Reply::text(
-                    409,
-                    format!("job {name} is stopped or invalid; /restart or /reload it first"),
-                ),
+                None => {
+                    let why =
+                        format!("job {name} is stopped or invalid; /restart or /reload it first");
+                    warn!("[{name}] /trigger refused: {why}");
+                    Reply::text(409, why)
+                }
             },
             Command::Remove(name) => {
                 let file_name = self.find(&name).expect("checked above").0.clone();
                 self.retire(&file_name);
-                info!("[{name}] removed until the next reload");
+                info!("[{name}] /remove: removed until the next reload");
                 Reply::done()
             }
         }
