@@ -46,13 +46,18 @@ pub struct Overview {
     pub next: Option<(String, Timestamp)>,
 }
 
-/// Finished runs by outcome (locked and timed-out runs are failures).
+/// Finished runs by outcome, in the order of [`Outcome::ALL`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RunCounts {
-    pub success: u64,
-    pub warning: u64,
-    pub failure: u64,
-    pub skipped: u64,
+pub struct RunCounts([u64; Outcome::ALL.len()]);
+
+impl RunCounts {
+    pub fn get(&self, outcome: Outcome) -> u64 {
+        self.0[outcome as usize]
+    }
+
+    fn add(&mut self, outcome: Outcome) {
+        self.0[outcome as usize] += 1;
+    }
 }
 
 /// What a job thread publishes about itself.
@@ -136,14 +141,7 @@ impl JobStatus {
 
     /// Adds a finished run, keeping the newest [`RUNS_KEPT`].
     pub fn record(&mut self, run: RunRecord) {
-        match run.outcome {
-            Outcome::Success => self.runs_total.success += 1,
-            Outcome::Warning => self.runs_total.warning += 1,
-            // A run someone stopped did not fail.
-            Outcome::Stopped => {}
-            Outcome::Failure | Outcome::Locked | Outcome::Timeout => self.runs_total.failure += 1,
-            Outcome::Skipped => self.runs_total.skipped += 1,
-        }
+        self.runs_total.add(run.outcome);
         self.runs.push_front(Arc::new(run));
         self.runs.truncate(RUNS_KEPT);
     }

@@ -7,6 +7,7 @@ use std::fmt::Write;
 use jiff::Timestamp;
 
 use crate::board::{JobStatus, Status};
+use crate::outcome::Outcome;
 
 /// The `Content-Type` of the exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -33,7 +34,7 @@ const FAMILIES: &[Family] = &[
     Family {
         name: "restic_cronned_job_last_run_timestamp_seconds",
         kind: "gauge",
-        help: "When the job's last run since the daemon started began, as a Unix time.",
+        help: "When the job's last run began (restic's start), as a Unix time.",
         value: |s| s.runs.front().map(|r| seconds(r.start)),
     },
     Family {
@@ -122,16 +123,12 @@ pub fn render(jobs: &[JobStatus]) -> String {
     );
     let _ = writeln!(out, "# TYPE {runs} counter");
     for (job, name) in jobs.iter().filter(|(job, _)| job.status != Status::Invalid) {
-        let counts = job.runs_total;
-        for (outcome, count) in [
-            ("success", counts.success),
-            ("warning", counts.warning),
-            ("failure", counts.failure),
-            ("skipped", counts.skipped),
-        ] {
+        for outcome in Outcome::ALL {
             let _ = writeln!(
                 out,
-                "{runs}{{job=\"{name}\",outcome=\"{outcome}\"}} {count}"
+                "{runs}{{job=\"{name}\",outcome=\"{}\"}} {}",
+                outcome.as_str(),
+                job.runs_total.get(outcome)
             );
         }
     }

@@ -26,6 +26,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Success,
+        Outcome::Warning,
+        Outcome::Failure,
+        Outcome::Locked,
+        Outcome::Timeout,
+        Outcome::Stopped,
+        Outcome::Skipped,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Success => "success",
