@@ -181,7 +181,7 @@ impl HookEnv {
             .collect()
     }
 
-    /// Whether the `n`th run of hook `label` ran to its end.
+    /// Whether a run of hook `label` ran to its end.
     pub fn hook_ended(&self, label: &str) -> bool {
         fs::read_to_string(&self.env.record)
             .unwrap_or_default()
@@ -478,17 +478,105 @@ fn a_hook_that_cannot_start_is_a_failure_of_that_hook_with_its_program_named() {
     assert_eq!(h.sequence(), ["after"], "restic started without its Before");
 }
 
+#[test]
+fn a_relative_hook_program_is_found_in_the_job_directory() {
+    let h = HookEnv::new();
+    let script = h.env.jobs.join("pre-backup.sh");
+    fs::write(
+        &script,
+        "#!/bin/sh\necho \"hook relative $$\" >> \"$FAKE_RECORD\"\n",
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    h.write_job(
+        "rel",
+        &h.job(
+            "rel",
+            &[],
+            json!({"Before": ["./pre-backup.sh"], "After": "./pre-backup.sh"}),
+        ),
+    );
+    // The daemon's own working directory is elsewhere.
+    let mut command = h.env.daemon_command(&[]);
+    command.current_dir(h.env.dir.path());
+    let daemon = Daemon::spawn(command);
+    daemon.get("/trigger?name=rel");
+    let job = daemon.wait_outcome("rel", "success");
+    assert_eq!(h.sequence(), ["relative", "restic", "relative"], "{job}");
+}
+
+#[test]
+fn warnings_locks_and_timeouts_tell_on_success_and_on_failure_what_happened() {
+    let h = HookEnv::new();
+    let hooks = |name: &str| {
+        json!({
+            "OnSuccess": h.hook(&format!("{name}-on-success"), &[]),
+            "OnFailure": h.hook(&format!("{name}-on-failure"), &[]),
+        })
+    };
+    h.write_job(
+        "partial",
+        &h.job(
+            "partial",
+            &["exit=3", "err=can not read /home/u/.cache"],
+            hooks("partial"),
+        ),
+    );
+    h.write_job("held", &h.job("held", &["locked-times=9"], hooks("held")));
+    let mut slow = hooks("slow");
+    slow["Timeout"] = json!("200ms");
+    h.write_job("slow", &h.job("slow", &["exec-sleep=30"], slow));
+    let daemon = h.env.start();
+    for name in ["partial", "held", "slow"] {
+        daemon.get(&format!("/trigger?name={name}"));
+    }
+    daemon.wait_outcome("partial", "warning");
+    daemon.wait_outcome("held", "locked");
+    daemon.wait_outcome("slow", "timeout");
+    let ran: Vec<String> = h
+        .sequence()
+        .into_iter()
+        .filter(|s| s.contains('-'))
+        .collect();
+    for expected in ["partial-on-success", "held-on-failure", "slow-on-failure"] {
+        assert_eq!(
+            ran.iter().filter(|s| *s == expected).count(),
+            1,
+            "{expected} in {ran:?}"
+        );
+    }
+    assert_eq!(ran.len(), 3, "{ran:?}");
+    let vars = h.hook_env("partial-on-success", 1);
+    assert_eq!(vars["RESTIC_CRONNED_OUTCOME"], "warning");
+    assert_eq!(vars["RESTIC_CRONNED_EXIT_CODE"], "3");
+    assert!(
+        vars["RESTIC_CRONNED_ERROR"].contains("can not read /home/u/.cache"),
+        "{vars:?}"
+    );
+    let vars = h.hook_env("held-on-failure", 1);
+    assert_eq!(vars["RESTIC_CRONNED_OUTCOME"], "locked");
+    assert_eq!(vars["RESTIC_CRONNED_EXIT_CODE"], "1");
+    assert_eq!(
+        vars["RESTIC_CRONNED_ERROR"],
+        "repository is locked by PID 1"
+    );
+    // A timeout is a failure (a stop is not): OnFailure hears of it.
+    let vars = h.hook_env("slow-on-failure", 1);
+    assert_eq!(vars["RESTIC_CRONNED_OUTCOME"], "timeout");
+    assert_eq!(vars["RESTIC_CRONNED_ERROR"], "timed out after 200ms");
+}
+
 // --- What the hooks are told ---
 
 /// A kernel keyring entry (the Linux keyring needs no daemon), deleted when
 /// the test ends.
-struct KernelEntry {
-    service: String,
-    username: String,
+pub struct KernelEntry {
+    pub service: String,
+    pub username: String,
 }
 
 impl KernelEntry {
-    fn new(password: Option<&str>) -> KernelEntry {
+    pub fn new(password: Option<&str>) -> KernelEntry {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -719,11 +807,14 @@ fn every_reason_reaches_the_hooks_and_the_record() {
     caught["NextJob"] = json!("follower");
     h.write_job("caught", &h.job("caught", &[], caught));
     h.write_job("follower", &h.job("follower", &[], before("follower")));
-    // Its slot comes a moment after the start.
-    let mut scheduled = before("scheduled");
-    scheduled["regularTimer"] = json!("1h");
-    h.write_job("scheduled", &h.job("scheduled", &[], scheduled));
-    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_millis(400);
+    let mut retried = before("retried");
+    retried["retryTimer"] = json!("100ms");
+    retried["maxFailedRetries"] = json!(1);
+    h.write_job("retried", &h.job("retried", &["fail-times=1"], retried));
+    let daemon = h.env.start();
+    // A job whose slot comes a moment after it is loaded (by a reload, so
+    // that the daemon's start-up cannot eat the moment).
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_millis(500);
     h.env.write_state(
         "scheduled",
         &format!(
@@ -731,11 +822,10 @@ fn every_reason_reaches_the_hooks_and_the_record() {
             at.display_with_offset(jiff::tz::offset(0))
         ),
     );
-    let mut retried = before("retried");
-    retried["retryTimer"] = json!("100ms");
-    retried["maxFailedRetries"] = json!(1);
-    h.write_job("retried", &h.job("retried", &["fail-times=1"], retried));
-    let daemon = h.env.start();
+    let mut scheduled = before("scheduled");
+    scheduled["regularTimer"] = json!("1h");
+    h.write_job("scheduled", &h.job("scheduled", &[], scheduled));
+    assert_eq!(daemon.get("/reload").0, 200);
 
     daemon.wait_outcome("caught", "success");
     daemon.wait_outcome("follower", "success");
@@ -1067,6 +1157,42 @@ fn hook_output_does_not_decide_how_restics_exit_is_classified() {
         job["lastRun"]["error"], "restic exit code 1: unable to save snapshot: disk full",
         "{job}"
     );
+}
+
+#[test]
+fn hook_output_does_not_make_a_failure_look_like_a_wrong_password() {
+    // An OnFailure that mails the last errors from the log, one of which was
+    // last week's wrong password. This run failed for another reason, which
+    // a retry can fix: the retry must happen (SPEC §4: no retries are spent
+    // only on restic's own "wrong password").
+    let h = HookEnv::new();
+    h.write_job(
+        "mailing",
+        &h.job(
+            "mailing",
+            &["fail-times=1", "err=Fatal: unable to save snapshot: disk full"],
+            json!({
+                "retryTimer": "100ms", "maxFailedRetries": 1,
+                "OnFailure": h.hook("on-failure", &["say=last week: Fatal: wrong password or no key found"]),
+            }),
+        ),
+    );
+    let daemon = h.env.start();
+    daemon.get("/trigger?name=mailing");
+    daemon.wait_for("the failed run", |d| {
+        d.job("mailing")["lastRun"].is_object().then_some(())
+    });
+    let job = daemon.wait_for("the retry to succeed", |d| {
+        let job = d.job("mailing");
+        (job["lastRun"]["outcome"] == "success" || d.stderr().contains("gave up")).then_some(job)
+    });
+    assert_eq!(
+        job["lastRun"]["outcome"],
+        "success",
+        "no retry: {job}\n{}",
+        daemon.stderr()
+    );
+    assert_eq!(h.env.starts("mailing").len(), 2);
 }
 
 // --- Triggers around hooks ---

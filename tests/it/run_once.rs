@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::hooks::HookEnv;
+use crate::hooks::{HookEnv, KernelEntry};
 use crate::real_restic::{Repo, Restic, test_with_each_restic};
 use crate::support::{PATIENCE, TestEnv, process_alive, wait_run_once};
 
@@ -179,6 +179,35 @@ fn a_run_that_does_not_succeed_exits_1_with_its_outcome_and_error() {
     );
     assert_eq!(h.env.starts("usb").len(), 0, "restic ran on an empty disk");
     assert_eq!(h.runs_of("usb-after"), 0, "a skipped run ran a hook");
+}
+
+#[test]
+fn a_run_gives_restic_the_kernel_keyrings_password_and_its_hooks_nothing() {
+    let password = format!("Zq7-{}-run-once", std::process::id());
+    let entry = KernelEntry::new(Some(&password));
+    let h = HookEnv::with_config(json!({"Keyring": "keyutils"}));
+    let mut job = h.job(
+        "keyed",
+        &["env=RESTIC_PASSWORD"],
+        json!({"Before": h.hook("before", &[]), "After": h.hook("after", &[])}),
+    );
+    job["Service"] = json!(entry.service);
+    job["Username"] = json!(entry.username);
+    h.write_job("keyed", &job);
+    let ran = h.env.run_once("keyed");
+    assert_eq!(ran.code, Some(0), "{ran:#?}");
+    let record = fs::read_to_string(&h.env.record).unwrap();
+    assert!(
+        record.contains(&format!("env keyed RESTIC_PASSWORD={password}")),
+        "{record}"
+    );
+    for label in ["before", "after"] {
+        assert!(
+            !h.hook_env(label, 1).contains_key("RESTIC_PASSWORD"),
+            "{label}"
+        );
+    }
+    assert!(!ran.stdout.contains(&password) && !ran.stderr.contains(&password));
 }
 
 #[test]
