@@ -9,6 +9,7 @@ mod control; // control URLs, reload, SIGTERM and SIGHUP
 mod files; // job files, config file, command line and --check
 mod fuzz; // generated input for the parsers and the router: no panics
 mod hardening; // floods, planted links, task limits, blocking files, log rotation
+mod hooks; // Before, OnSuccess, OnFailure, After: failures, order, environment, stops, limits, real restic
 mod interrupted; // a run the daemon's end interrupted runs again once; a stopped one never
 mod keyring; // rckeyutil and job passwords: Secret Service, kernel keyring, secrecy
 mod migration; // the later Go original's flags, flat config, cron and "" timers, Wg
@@ -21,6 +22,7 @@ mod rccommand; // the client against a live daemon: commands, discovery, exit co
 mod real_restic; // backups, forgets, stops and locks with real restic 0.14 and 0.18
 mod repository; // one restic per repository, restic exit codes, UnlockStale
 mod robustness; // thousands of hostile requests and slow clients; the daemon goes on
+mod run_once; // --run NAME: its line and exit code, no state file, no follow-ups, SIGINT with real restic
 mod scheduling; // intervals, state-file start cases, retries, follow-ups
 mod service; // systemd notify and watchdog, journald priorities, without systemd
 mod support; // temp environments, the daemon under test, HTTP client

@@ -536,3 +536,60 @@ pub fn status_of(answer: &str) -> u16 {
         .and_then(|code| code.parse().ok())
         .unwrap_or(0)
 }
+
+/// How a foreground `restic-cronned --run` ended.
+#[derive(Debug)]
+pub struct RunOnce {
+    /// `None` when a signal ended it.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl TestEnv {
+    /// `restic-cronned --config CONFIG --run NAME JOBDIR` with `vars` added
+    /// to its environment, stdin from /dev/null.
+    pub fn run_once_command(&self, name: &str, vars: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(DAEMON);
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--run")
+            .arg(name)
+            .arg(&self.jobs)
+            .envs(vars.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    /// Runs `restic-cronned --run NAME` to its end, bounded by [`PATIENCE`].
+    pub fn run_once(&self, name: &str) -> RunOnce {
+        wait_run_once(self.run_once_command(name, &[]).spawn().expect("run --run"))
+    }
+}
+
+/// Waits (bounded by [`PATIENCE`]) for a `--run` child and collects what it
+/// printed; kills it and fails the test when it does not end.
+pub fn wait_run_once(child: Child) -> RunOnce {
+    let pid = child.id();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    thread::spawn(move || sender.send(child.wait_with_output()));
+    match receiver.recv_timeout(PATIENCE) {
+        Ok(Ok(output)) => RunOnce {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        },
+        Ok(Err(e)) => panic!("--run: {e}"),
+        Err(_) => {
+            // SAFETY: plain syscall on our own child, which the thread
+            // above reaps once it dies.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+            panic!("--run did not finish");
+        }
+    }
+}
