@@ -408,7 +408,7 @@ fn run_one(config: &Config, config_warnings: &[String], name: &str) -> Result<()
         .spawn(move || {
             for signal in signals.forever() {
                 info!("signal {signal}: stopping the run");
-                if control_sender.send(Control::Stop).is_err() {
+                if control_sender.send(Control::Signal).is_err() {
                     break;
                 }
             }

@@ -45,6 +45,8 @@ pub enum Control {
     /// Stop and end the thread: the daemon is stopping. A run this
     /// interrupts runs again once after the next start.
     Shutdown,
+    /// `--run`'s SIGINT (Ctrl-C) or SIGTERM: stop the run.
+    Signal,
 }
 
 impl Control {
@@ -53,6 +55,7 @@ impl Control {
         let (by, shutdown) = match self {
             Control::Stop => ("stopped by /stop", false),
             Control::Restart => ("stopped by /restart", false),
+            Control::Signal => ("stopped by a signal (Ctrl-C or SIGTERM)", false),
             Control::Exit => ("stopped by a /remove or a reload", false),
             Control::Shutdown => (
                 "stopped by the daemon's shutdown; it runs again after the next start",
@@ -331,7 +334,7 @@ impl Actor {
     /// Handles a control message; `false` ends the thread.
     fn handle(&mut self, control: Control) -> bool {
         match control {
-            Control::Stop => {
+            Control::Stop | Control::Signal => {
                 if !self.stopped {
                     info!("[{}] stopped", self.job.name);
                 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::hooks::{HookEnv, KernelEntry};
 use crate::real_restic::{Repo, Restic, test_with_each_restic};
@@ -101,11 +101,21 @@ fn a_successful_run_prints_its_line_exits_0_and_leaves_the_schedule_and_next_job
         fs::read_to_string(h.env.state_file("nightly")).unwrap(),
         state
     );
-    let files: Vec<String> = fs::read_dir(&h.env.state)
+    let mut files: Vec<String> = fs::read_dir(&h.env.state)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(files, ["nightly"], "--run wrote state files");
+    files.sort();
+    assert_eq!(files, ["history", "nightly"], "--run wrote state files");
+    // The run is in the job's history, as the daemon's runs are.
+    let history = fs::read_to_string(h.env.state.join("history/nightly.jsonl")).unwrap();
+    let runs: Vec<Value> = history
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(runs.len(), 1, "{history}");
+    assert_eq!(runs[0]["reason"], "run");
+    assert_eq!(runs[0]["outcome"], "success");
     assert!(h.env.starts("forget").is_empty(), "NextJob ran after --run");
     // The healthcheck hears of it, as from the daemon.
     let pings = pings.lock().unwrap().clone();
