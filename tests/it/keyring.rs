@@ -1089,9 +1089,15 @@ fn the_password_shows_up_nowhere_but_in_restics_environment() {
         "{log}"
     );
     places.push(("the log file".into(), log.into_bytes()));
-    for state in fs::read_dir(&env.state).unwrap() {
-        let path = state.unwrap().path();
-        places.push((path.display().to_string(), fs::read(&path).unwrap()));
+    // The state files, and the history files in their own folder.
+    let history = env.state.join("history");
+    for dir in [&env.state, &history] {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                places.push((path.display().to_string(), fs::read(&path).unwrap()));
+            }
+        }
     }
     assert!(places.len() > 12, "the state files are there");
 
