@@ -13,6 +13,7 @@ use log::LevelFilter;
 use serde_json::{Map, Value};
 
 use crate::json::{self, Echo, Object, describe};
+use crate::notify::{self, Target};
 use crate::redacted::Redacted;
 use crate::schedule;
 
@@ -27,6 +28,8 @@ const TOP_KEYS: &[&str] = &[
     "LogDir",
     "LogMaxAge",
     "LogMaxSize",
+    "Notify",
+    "HistoryRuns",
 ];
 const SRV_KEYS: &[&str] = &["Port", "Token", "TokenFile"];
 const LOG_KEYS: &[&str] = &["LogDir", "MaxAge", "MaxSize", "Level"];
@@ -38,8 +41,15 @@ const FLAT_KEYS: &[(&str, &str, &str)] = &[
     ("LogMaxAge", "LogConf.MaxAge", "the age of rotated logs"),
     ("LogMaxSize", "LogConf.MaxSize", "the log size limit"),
 ];
-/// Keys whose values a problem never quotes: the API token.
-const SECRET_KEYS: &[&str] = &["SrvConf.Token"];
+/// Keys whose values a problem never quotes: the API token, and the
+/// notification targets (tokens in their URLs and headers).
+const SECRET_KEYS: &[&str] = &["SrvConf.Token", "Notify"];
+/// `HistoryRuns` when the file does not set it (SPEC §1.2).
+pub const DEFAULT_HISTORY_RUNS: usize = 100;
+/// The most `HistoryRuns` may be: a history file holds up to twice as
+/// many runs before it is rewritten, and a run there may be 4 KiB of
+/// output.
+const MAX_HISTORY_RUNS: u64 = 10_000;
 
 /// Which keyring holds repository passwords.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +74,11 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub stop_grace: Duration,
     pub keyring: KeyringChoice,
+    /// Where the events of every job without a `Notify` of its own go
+    /// (SPEC §6.5); empty: nowhere.
+    pub notify: Vec<Target>,
+    /// Runs kept per job in its history (SPEC §6.6); at least 1.
+    pub history_runs: usize,
 }
 
 /// Where the config came from, for the log.
@@ -261,6 +276,13 @@ pub fn load(path: Option<&Path>, env: Env) -> Result<(Config, Source, Vec<String
         ),
         stop_grace: reader.duration(&top, "StopGrace", Duration::from_secs(30)),
         keyring: reader.keyring(&top),
+        notify: reader.notify(&top),
+        history_runs: reader.number(
+            &top,
+            "HistoryRuns",
+            DEFAULT_HISTORY_RUNS as u64,
+            MAX_HISTORY_RUNS,
+        ) as usize,
     };
     if !reader.problems.is_empty() {
         return Err(ConfigError::Invalid {
@@ -491,6 +513,27 @@ impl Reader<'_> {
                     "Keyring: {choice:?} is not one of auto, secret-service, keyutils"
                 ));
                 KeyringChoice::Auto
+            }
+        }
+    }
+
+    /// `Notify`: the targets of every job without its own; none when
+    /// absent, `null` or `[]`. Problems never quote a URL or a header
+    /// value (SPEC §9).
+    fn notify(&mut self, top: &Object) -> Vec<Target> {
+        let Some((value, _)) = top.get("Notify") else {
+            return Vec::new();
+        };
+        let mut warnings = Vec::new();
+        let targets = notify::parse_targets(value, &mut warnings);
+        self.warnings
+            .extend(warnings.iter().map(|w| format!("Notify: {w}")));
+        match targets {
+            Ok(targets) => targets,
+            Err(problems) => {
+                self.problems
+                    .extend(problems.iter().map(|p| format!("Notify: {p}")));
+                Vec::new()
             }
         }
     }
@@ -769,10 +812,82 @@ mod tests {
     }
 
     #[test]
+    fn notify_and_history_runs_have_defaults_and_are_read_in_any_case() {
+        let (config, warnings) = load_text("{}").unwrap();
+        assert_eq!(warnings, [""; 0]);
+        assert_eq!(config.notify, []);
+        assert_eq!(config.history_runs, 100);
+        let (config, warnings) = load_text(
+            r#"{"notify": [{"URL": "https://ntfy.sh/backups", "Format": "text",
+                            "On": ["giveup", "stale"], "Colour": "red"}],
+                "historyruns": 7}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            warnings,
+            ["Notify: item 0: unknown key \"Colour\"; ignored"]
+        );
+        assert_eq!(config.history_runs, 7);
+        assert_eq!(config.notify.len(), 1);
+        assert_eq!(
+            config.notify[0].shown(),
+            "https://ntfy.sh/… (text; on giveup, stale)"
+        );
+        for none in ["null", "[]"] {
+            let (config, _) = load_text(&format!(r#"{{"Notify": {none}}}"#)).unwrap();
+            assert_eq!(config.notify, [], "{none}");
+        }
+    }
+
+    #[test]
+    fn bad_notify_and_history_runs_are_named_and_a_url_is_never_shown() {
+        let secret = "tk_5551234";
+        let err = load_text(&format!(
+            r#"{{"Notify": {{"Url": "https:///{secret}", "Headers": {{"Authorization": 1}}}},
+                "HistoryRuns": 0}}"#
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains(secret), "{err}");
+        for want in [
+            "Notify: Url: the URL has no host",
+            "Notify: Headers.Authorization: expected a string, found a number",
+            "HistoryRuns: expected a whole number from 1 to 10000, found number 0",
+        ] {
+            assert!(err.contains(want), "{want}\n{err}");
+        }
+        let err = load_text(&format!(r#"{{"Notify": "https://ntfy.sh/{secret}"}}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with(
+                "Notify: expected a target such as {\"Url\": \"https://ntfy.sh/…\"} or a list \
+                 of them, found a string"
+            ),
+            "{err}"
+        );
+        assert!(!err.contains(secret), "{err}");
+        let err = load_text(r#"{"HistoryRuns": "100"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("HistoryRuns: expected a whole number from 1 to 10000, found string"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn debug_output_never_shows_the_token() {
-        let (config, _) = load_text(r#"{"SrvConf": {"Token": "tok-9876"}}"#).unwrap();
+        let (config, _) = load_text(
+            r#"{"SrvConf": {"Token": "tok-9876"},
+                "Notify": {"Url": "https://ntfy.sh/tok-5432", "Headers": {"X-T": "tok-1098"}}}"#,
+        )
+        .unwrap();
         assert_eq!(config.api_token().unwrap().as_deref(), Some("tok-9876"));
-        assert!(!format!("{config:?}").contains("tok-9876"));
+        let debug = format!("{config:?}");
+        for secret in ["tok-9876", "tok-5432", "tok-1098"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
     }
 
     #[test]

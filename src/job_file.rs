@@ -20,6 +20,7 @@ use crate::files::{self, CappedReadError};
 use crate::healthcheck;
 use crate::hook::{self, HookCommand, HookName, Hooks};
 use crate::json::{self, Echo, Object, Position, describe};
+use crate::notify::{self, Target};
 use crate::preconditions::Preconditions;
 use crate::redacted::Redacted;
 use crate::schedule::{self, RetryTimer, Schedule};
@@ -48,6 +49,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "OnFailure",
     "After",
     "HookTimeout",
+    "Notify",
+    "StaleAfter",
 ];
 
 /// The keys of a `Preconditions` object. `PathsMust` is our spelling of the
@@ -66,10 +69,11 @@ const HOST_PORT_KEYS: &[&str] = &["Host", "Port"];
 pub const DEFAULT_CHECK_PRECONDS_EVERY: Duration = Duration::from_secs(60);
 
 /// Keys whose values may hold secrets: S3 keys in `Env`, the check's UUID in
-/// a `Healthcheck` URL. A problem with one names the file, the position, the
-/// key and what was expected, never the value (SPEC §9), since problems go
-/// to the log, `/queue` and `--check`.
-pub const SECRET_KEYS: &[&str] = &["Env", "Healthcheck"];
+/// a `Healthcheck` URL, tokens in a `Notify` URL or its headers. A problem
+/// with one names the file, the position, the key and what was expected,
+/// never the value (SPEC §9), since problems go to the log, `/queue` and
+/// `--check`.
+pub const SECRET_KEYS: &[&str] = &["Env", "Healthcheck", "Notify"];
 
 /// The most a job file may hold. Job files are read on the supervisor
 /// thread, and a real one is a few hundred bytes: a bigger one is a mistake
@@ -145,6 +149,11 @@ pub struct Job {
     pub hooks: Hooks,
     /// Each hook's limit (`HookTimeout`).
     pub hook_timeout: Duration,
+    /// Where its events go (SPEC §6.5): `None` for the config's targets,
+    /// `Some(vec![])` for none (`"Notify": []`).
+    pub notify: Option<Vec<Target>>,
+    /// A job whose last success is older than this is stale (SPEC §6.5).
+    pub stale_after: Option<Duration>,
 }
 
 /// One problem with a job file.
@@ -721,6 +730,8 @@ impl Parser<'_, '_> {
             .filter(|url| !url.is_empty());
         let unlock_stale = self.bool("UnlockStale");
         let preconditions = self.preconditions();
+        let notify = self.notify();
+        let stale_after = self.stale_after();
         Some(Job {
             name: name?,
             file: self.path.to_path_buf(),
@@ -740,7 +751,63 @@ impl Parser<'_, '_> {
             preconditions,
             hooks,
             hook_timeout,
+            notify,
+            stale_after,
         })
+    }
+
+    /// `Notify`: `None` when absent or `null` (the config's targets),
+    /// `Some(vec![])` for `[]`. Each problem points at the key inside it
+    /// that is at fault, and never quotes a URL or a header value (SPEC
+    /// §9).
+    fn notify(&mut self) -> Option<Vec<Target>> {
+        let (spelled, value, position) = self.object.entry("Notify")?;
+        if value.is_null() {
+            return None;
+        }
+        let text = self.text;
+        // Where a key inside `Notify` stands, else where `Notify` does.
+        let at = |path: &[String], reported: usize| {
+            if reported >= MAX_PROBLEMS_PER_KEY {
+                return position;
+            }
+            let mut full = vec![spelled];
+            full.extend(path.iter().map(String::as_str));
+            json::key_position(text, &full).or(position)
+        };
+        let mut warnings = Vec::new();
+        let targets = notify::parse_targets(value, &mut warnings);
+        for (n, warning) in warnings.into_iter().enumerate() {
+            self.warning(at(&warning.path, n), format!("Notify: {warning}"));
+        }
+        match targets {
+            Ok(targets) => Some(targets),
+            Err(problems) => {
+                let refusals = (problems.into_iter().enumerate())
+                    .map(|(n, p)| (at(&p.path, n), format!("Notify: {p}")))
+                    .collect();
+                self.errors_capped("Notify", position, refusals);
+                None
+            }
+        }
+    }
+
+    /// `StaleAfter`: a positive duration, or `None` (absent or `null`).
+    fn stale_after(&mut self) -> Option<Duration> {
+        self.field("StaleAfter", |v, echo| {
+            if v.is_null() {
+                return Ok(None);
+            }
+            match schedule::parse_duration(v)? {
+                Some(after) if !after.is_zero() => Ok(Some(after)),
+                // 0, or negative (which `parse_duration` reads as none).
+                _ => Err(format!(
+                    "expected a positive duration such as \"2d\", found {}",
+                    echo.found(v)
+                )),
+            }
+        })
+        .flatten()
     }
 
     /// `Before`, `OnSuccess`, `OnFailure` and `After` (SPEC §4.1).
@@ -2076,6 +2143,117 @@ mod tests {
         // The known checks still count.
         let preconditions = entry.job.unwrap().preconditions.clone().unwrap();
         assert_eq!(preconditions.hosts_connect, [("nas".to_string(), 22)]);
+    }
+
+    #[test]
+    fn notify_and_stale_after_are_read_with_the_configs_default_kept_apart_from_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |text: &str| {
+            let path = write(dir.path(), "n.json", text);
+            let entry = load_file(&path);
+            assert!(entry.warnings.is_empty(), "{:?}", entry.warnings);
+            let job = entry.job.unwrap();
+            (job.notify.clone(), job.stale_after)
+        };
+        assert_eq!(load(r#"{"ResticArguments": ["x"]}"#), (None, None));
+        assert_eq!(
+            load(r#"{"ResticArguments": ["x"], "notify": null, "StaleAfter": null}"#),
+            (None, None)
+        );
+        assert_eq!(
+            load(r#"{"ResticArguments": ["x"], "Notify": [], "staleafter": "2d"}"#),
+            (Some(Vec::new()), Some(Duration::from_secs(2 * 86400)))
+        );
+        let (notify, stale_after) = load(
+            r#"{"ResticArguments": ["x"], "StaleAfter": 3600,
+                "NOTIFY": {"url": "https://ntfy.sh/backups", "Format": "text"}}"#,
+        );
+        let targets = notify.unwrap();
+        assert_eq!(targets.len(), 1);
+        assert_eq!(targets[0].format, notify::Format::Text);
+        assert_eq!(targets[0].url_shown(), "https://ntfy.sh/…");
+        assert_eq!(stale_after, Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn notify_problems_point_at_the_key_and_never_show_the_url_or_a_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = "tk_918273645";
+        let path = write(
+            dir.path(),
+            "bad.json",
+            &format!(
+                "{{\n  \"ResticArguments\": [\"x\"],\n  \"StaleAfter\": 0,\n  \
+                 \"Notify\": [{{\"Url\": \"ftp://ntfy.sh/{secret}\"}},\n    \
+                 {{\"Url\": \"https://ntfy.sh/ok\", \"On\": [\"giveups\"],\n     \
+                 \"Headers\": {{\"Authorization\": 5, \"X-Token\": \"{secret}\\n\"}},\n     \
+                 \"Formt\": \"text\"}}]\n}}"
+            ),
+        );
+        let entry = load_file(&path);
+        let text = errors(&entry);
+        assert!(!text.contains(secret), "{text}");
+        let file = path.display();
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [
+                format!(
+                    "{file}:4:15: Notify: item 0: Url: the URL is not an http:// or https:// URL"
+                ),
+                format!(
+                    "{file}:5:35: Notify: item 1: On: item 0: \"giveups\" is not an event (did \
+                     you mean \"giveup\"?); the events are success, failure, giveup, recovery, \
+                     skipped, stale"
+                ),
+                format!(
+                    "{file}:6:18: Notify: item 1: Headers.Authorization: expected a string, \
+                     found a number"
+                ),
+                format!(
+                    "{file}:6:38: Notify: item 1: Headers.X-Token: the value holds a line \
+                     break, a control character or a non-ASCII character, which a header \
+                     cannot carry"
+                ),
+                format!(
+                    "{file}:3:3: StaleAfter: expected a positive duration such as \"2d\", \
+                     found number 0"
+                ),
+            ]
+        );
+        let warnings: Vec<String> = entry.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            warnings,
+            [format!(
+                "{file}:7:6: Notify: item 1: unknown key \"Formt\" (did you mean \
+                 \"Format\"?); ignored"
+            )]
+        );
+        // A wrong type is named by its type alone.
+        let path = write(
+            dir.path(),
+            "string.json",
+            &format!(r#"{{"ResticArguments": ["x"], "Notify": "https://ntfy.sh/{secret}"}}"#),
+        );
+        assert_eq!(
+            errors(&load_file(&path)),
+            format!(
+                "{}:1:28: Notify: expected a target such as {{\"Url\": \"https://ntfy.sh/…\"}} \
+                 or a list of them, found a string",
+                path.display()
+            )
+        );
+        let path = write(
+            dir.path(),
+            "negative.json",
+            r#"{"ResticArguments": ["x"], "StaleAfter": "-1h"}"#,
+        );
+        assert!(
+            errors(&load_file(&path)).ends_with(
+                "StaleAfter: expected a positive duration such as \"2d\", found string \"-1h\""
+            ),
+            "{}",
+            errors(&load_file(&path))
+        );
     }
 
     /// Runs `load_file` on a thread of its own and fails when it does not

@@ -18,6 +18,7 @@ pub mod json;
 pub mod keyring;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod outcome;
 pub mod preconditions;
 pub mod probe;

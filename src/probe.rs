@@ -293,6 +293,8 @@ mod tests {
             preconditions: None,
             hooks: Default::default(),
             hook_timeout: crate::hook::DEFAULT_TIMEOUT,
+            notify: None,
+            stale_after: None,
         })
     }
 

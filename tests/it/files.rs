@@ -648,3 +648,90 @@ fn a_hook_program_other_users_may_change_makes_a_root_daemons_job_invalid() {
         "{line}\nwanted: {want}"
     );
 }
+
+#[test]
+fn a_bad_notify_is_named_by_file_position_and_key_never_by_its_url() {
+    let env = TestEnv::new();
+    let secret = "tk_246813579";
+    let list = env.write_job_text(
+        "list",
+        &format!(
+            "{{\n  \"ResticArguments\": [\"snapshots\"],\n  \"Notify\": [{{\"Url\": \
+             \"https://ntfy.sh/{secret}\", \"Format\": \"text\"}},\n    {{\"Url\": \
+             \"ftp://ntfy.sh/{secret}\", \"Headers\": {{\"Authorization\": 1}}}}]\n}}\n"
+        ),
+    );
+    let typed = env.write_job_text(
+        "typed",
+        &format!(r#"{{"ResticArguments": ["snapshots"], "Notify": "https://ntfy.sh/{secret}"}}"#),
+    );
+    env.write_job(
+        "fine",
+        &env.fake_job(
+            "fine",
+            &[],
+            json!({"Notify": {"Url": format!("https://ntfy.sh/{secret}"), "On": ["failure"]},
+                   "StaleAfter": "2d"}),
+        ),
+    );
+    let want_list = [
+        format!(
+            "{}:4:6: Notify: item 1: Url: the URL is not an http:// or https:// URL",
+            list.display()
+        ),
+        format!(
+            "{}:4:55: Notify: item 1: Headers.Authorization: expected a string, found a number",
+            list.display()
+        ),
+    ];
+    let want_typed = format!(
+        "{}:1:36: Notify: expected a target such as {{\"Url\": \"https://ntfy.sh/…\"}} or a \
+         list of them, found a string",
+        typed.display()
+    );
+
+    let (code, out) = env.check();
+    assert_eq!(code, 1, "{out}");
+    let about_list: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains(&list.display().to_string()))
+        .collect();
+    assert_eq!(
+        about_list,
+        want_list
+            .iter()
+            .map(|w| format!("error: {w}"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(line_about(&out, &typed), format!("error: {want_typed}"));
+    assert!(out.contains("ok: fine"), "{out}");
+    assert!(!out.contains(secret), "the secret is in --check:\n{out}");
+
+    let running = env.start();
+    assert_eq!(invalid_error(&running, "typed"), want_typed);
+    let (_, queue) = running.get("/queue");
+    running.wait_stderr(&want_typed);
+    let stderr = running.stderr();
+    drop(running);
+    for (place, text) in [("/queue", &queue), ("stderr", &stderr)] {
+        assert!(!text.contains(secret), "the secret is in {place}:\n{text}");
+    }
+
+    // The config's `Notify` is checked as strictly, and as discreetly.
+    let config = env.config.to_str().unwrap();
+    fs::write(
+        &env.config,
+        format!(r#"{{"Notify": [{{"Url": "https:///{secret}"}}], "HistoryRuns": 0}}"#),
+    )
+    .unwrap();
+    let (code, _, err) = daemon(&["--config", config, "--check", env.jobs.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "config file {config}: Notify: item 0: Url: the URL has no host; HistoryRuns: \
+             expected a whole number from 1 to 10000, found number 0"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains(secret), "{err}");
+}
