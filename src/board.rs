@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use jiff::Timestamp;
@@ -86,6 +87,8 @@ pub struct JobStatus {
     pub runs: VecDeque<Arc<RunRecord>>,
     pub last_success: Option<Timestamp>,
     pub consecutive_failures: u32,
+    /// The last success is older than `StaleAfter` (SPEC §6.5).
+    pub stale: bool,
     pub error: Option<String>,
 }
 
@@ -110,6 +113,7 @@ impl JobStatus {
             runs: VecDeque::new(),
             last_success: None,
             consecutive_failures: 0,
+            stale: false,
             error: None,
         }
     }
@@ -170,6 +174,8 @@ impl JobStatus {
 pub struct Board {
     entries: Arc<Mutex<BTreeMap<String, JobStatus>>>,
     directory: Arc<str>,
+    /// Notifications that failed every attempt, for `/metrics`.
+    notifications_failed: Arc<AtomicU64>,
 }
 
 impl Board {
@@ -177,7 +183,14 @@ impl Board {
         Board {
             entries: Arc::default(),
             directory: directory.into(),
+            notifications_failed: Arc::default(),
         }
+    }
+
+    /// The counter of notifications that failed every attempt, which the
+    /// notifier counts in and `/metrics` shows.
+    pub fn notifications_failed(&self) -> &Arc<AtomicU64> {
+        &self.notifications_failed
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, JobStatus>> {
@@ -403,6 +416,7 @@ struct QueueEntry<'a> {
     last_success: Option<String>,
     #[serde(rename = "consecutiveFailures")]
     consecutive_failures: u32,
+    stale: bool,
     error: Option<&'a str>,
 }
 
@@ -497,6 +511,7 @@ fn queue_entry<'a>(s: &'a JobStatus, tz: &TimeZone) -> QueueEntry<'a> {
         last_run: s.runs.front().map(|r| run_json(r, false, tz)),
         last_success: s.last_success.map(|t| time(t, tz)),
         consecutive_failures: s.consecutive_failures,
+        stale: s.stale,
         error: s.error.as_deref(),
     }
 }

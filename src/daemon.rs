@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
-use crossbeam_channel::{Receiver, select, unbounded};
+use crossbeam_channel::{Receiver, Sender, select, unbounded};
 use jiff::Timestamp;
 use log::{error, info, warn};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -18,13 +18,13 @@ use signal_hook::iterator::{Handle as SignalHandle, Signals};
 use crate::board::{Board, JobStatus, Status};
 use crate::config::{self, Config, KeyringChoice, Source};
 use crate::files;
-use crate::healthcheck::Pinger;
-use crate::history;
+use crate::healthcheck::{PingSender, Pinger};
 use crate::http::{Access, Command, Envelope, HttpServer, Reply};
 use crate::job::{self, Context, Control, JobHandle, Notice};
 use crate::job_file::{self, Entry, Job};
 use crate::keyring::{self, Keyring, SessionKeyring};
 use crate::logging;
+use crate::notify::{self, NotifySender};
 use crate::outcome::Reason;
 use crate::probe;
 use crate::schedule::{self, Saved, Schedule};
@@ -385,20 +385,17 @@ fn run_one(config: &Config, config_warnings: &[String], name: &str) -> Result<()
     join_session_keyring(config);
     let pinger = Pinger::spawn()
         .map_err(|e| Error::Runtime(format!("cannot start the healthcheck thread: {e}")))?;
-    let job_dir = std::path::absolute(&config.job_path).unwrap_or(config.job_path.clone());
-    let context = Arc::new(Context {
-        board: Board::new(&job_dir.display().to_string()),
-        state_dir: config.state_dir.clone(),
-        job_dir,
-        stop_grace: config.stop_grace,
-        // Nobody reads these: `--run` starts no other job.
-        notices: unbounded().0,
-        repositories: Arc::default(),
-        pings: pinger.sender(),
-        keyring: Keyring::unattended(config.keyring),
-        persist: false,
-        history_runs: history::DEFAULT_RUNS,
-    });
+    let notifications = notify::Notifier::new();
+    // Nobody reads the notices: `--run` starts no other job.
+    let board = Board::new(&job_dir(config).display().to_string());
+    let context = Arc::new(job_context(
+        config,
+        board,
+        unbounded().0,
+        pinger.sender(),
+        notifications.sender(),
+        false,
+    ));
     let (control_sender, control) = unbounded();
     let mut signals = Signals::new([SIGINT, SIGTERM])
         .map_err(|e| Error::Runtime(format!("cannot handle signals: {e}")))?;
@@ -416,8 +413,10 @@ fn run_one(config: &Config, config_warnings: &[String], name: &str) -> Result<()
         .map_err(|e| Error::Runtime(format!("cannot start the signal thread: {e}")))?;
     let record = job::run_once(job, context, control);
     signal_handle.close();
-    // Dropping the pinger sends the end ping (within its timeout).
+    // Dropping these sends the end ping and the notifications (within
+    // their timeouts).
     drop(pinger);
+    drop(notifications);
     match record {
         Some(record) => {
             let exit = record
@@ -439,6 +438,38 @@ fn run_one(config: &Config, config_warnings: &[String], name: &str) -> Result<()
             println!("{name}: stopped before it started");
             Err(Error::RunFailed)
         }
+    }
+}
+
+/// The job directory, absolute (restic's working directory).
+fn job_dir(config: &Config) -> PathBuf {
+    std::path::absolute(&config.job_path).unwrap_or(config.job_path.clone())
+}
+
+/// What every job shares: the daemon's jobs (`persist`: they own their
+/// state files) or `--run`'s one.
+fn job_context(
+    config: &Config,
+    board: Board,
+    notices: Sender<Notice>,
+    pings: PingSender,
+    notify: NotifySender,
+    persist: bool,
+) -> Context {
+    Context {
+        board,
+        state_dir: config.state_dir.clone(),
+        job_dir: job_dir(config),
+        stop_grace: config.stop_grace,
+        notices,
+        repositories: Arc::default(),
+        pings,
+        keyring: Keyring::unattended(config.keyring),
+        persist,
+        history_runs: config.history_runs,
+        notify,
+        default_notify: config.notify.clone(),
+        host: notify::host_name(),
     }
 }
 
@@ -629,9 +660,10 @@ struct Daemon {
     /// no catching up, and a supervisor too busy to take the tick is exactly
     /// what the watchdog is for.
     watchdog: Receiver<std::time::Instant>,
-    /// Last: it sends the end pings of the runs the shutdown stopped; held
-    /// only to be dropped (joined) then.
+    /// Last: they send the end pings and notifications of the runs the
+    /// shutdown stopped; held only to be dropped (joined) then.
     _pinger: Pinger,
+    _notifications: notify::Notifier,
 }
 
 impl Daemon {
@@ -652,24 +684,20 @@ impl Daemon {
             })
             .map_err(|e| Error::Runtime(format!("cannot start the signal thread: {e}")))?;
 
-        let job_dir = std::path::absolute(&config.job_path).unwrap_or(config.job_path.clone());
-        let directory = job_dir.display().to_string();
-        let board = Board::new(&directory);
         let (notice_sender, notices) = unbounded();
         let pinger = Pinger::spawn()
             .map_err(|e| Error::Runtime(format!("cannot start the healthcheck thread: {e}")))?;
-        let context = Arc::new(Context {
-            board: board.clone(),
-            state_dir: config.state_dir.clone(),
-            job_dir,
-            stop_grace: config.stop_grace,
-            notices: notice_sender,
-            repositories: Arc::default(),
-            pings: pinger.sender(),
-            keyring: Keyring::unattended(config.keyring),
-            persist: true,
-            history_runs: history::DEFAULT_RUNS,
-        });
+        let board = Board::new(&job_dir(&config).display().to_string());
+        let notifications = notify::Notifier::counting_in(board.notifications_failed().clone());
+        let context = Arc::new(job_context(
+            &config,
+            board.clone(),
+            notice_sender,
+            pinger.sender(),
+            notifications.sender(),
+            true,
+        ));
+        let directory = context.job_dir.display().to_string();
         let token = config.api_token().map_err(Error::Setup)?;
         let (command_sender, commands) = unbounded();
         // Bind first, so a taken port fails before any job starts; serve
@@ -709,6 +737,7 @@ impl Daemon {
                 .map_or_else(crossbeam_channel::never, crossbeam_channel::tick),
             notifier,
             _pinger: pinger,
+            _notifications: notifications,
         };
         let entries =
             job_file::load_dir(&daemon.context.job_dir).map_err(|e| Error::Setup(e.to_string()))?;

@@ -19,6 +19,7 @@ use crate::board::{JobStatus, Status};
 use crate::files::SlowRead;
 use crate::history::{self, History};
 use crate::job_file::{Job, JobName};
+use crate::notify::Message;
 use crate::outcome::{Outcome, Reason, RunRecord};
 use crate::restic::{self, Repository, RepositorySource};
 use crate::rules::{self, Counters, Decision, Ended, GiveUp, Policy};
@@ -173,7 +174,7 @@ pub fn run_once(
     actor.last_record.take()
 }
 
-enum Event {
+enum Wake {
     Control(Control),
     Trigger(Reason),
     Timer,
@@ -216,6 +217,13 @@ struct Actor {
     last_record: Option<RunRecord>,
     /// The job's run history; opened by the job's thread.
     history: Option<History>,
+    /// When the daemon first saw the job (for `StaleAfter` before any
+    /// success).
+    first_seen: Option<Timestamp>,
+    /// The last success is older than `StaleAfter`.
+    stale: bool,
+    /// The `stale` notification went out (once until the next success).
+    stale_notified: bool,
 }
 
 impl Actor {
@@ -254,22 +262,30 @@ impl Actor {
             catch_up: false,
             last_record: None,
             history: None,
+            first_seen: None,
+            stale: false,
+            stale_notified: false,
         }
     }
 
     fn run(mut self) {
         self.open_history();
+        self.check_stale(Timestamp::now());
         self.resolve_repository();
         while let Some(event) = self.next_event() {
             let keep_going = match event {
-                Event::Control(control) => self.handle(control),
-                Event::Trigger(reason) => self.begin_run(reason),
-                Event::Timer => match self.due_reason() {
-                    Some(reason) => self.begin_run(reason),
-                    // The 60-second re-check of the wall clock.
-                    None => true,
-                },
-                Event::Resume => self.begin_run(Reason::CatchUp),
+                Wake::Control(control) => self.handle(control),
+                Wake::Trigger(reason) => self.begin_run(reason),
+                Wake::Timer => {
+                    self.check_stale(Timestamp::now());
+                    match self.due_reason().filter(|_| !self.stopped) {
+                        Some(reason) => self.begin_run(reason),
+                        // The 60-second re-check of the wall clock, or the
+                        // stale check.
+                        None => true,
+                    }
+                }
+                Wake::Resume => self.begin_run(Reason::CatchUp),
             };
             if !keep_going {
                 break;
@@ -278,14 +294,17 @@ impl Actor {
         info!("[{}] job ended", self.job.name);
     }
 
-    fn next_event(&mut self) -> Option<Event> {
+    fn next_event(&mut self) -> Option<Wake> {
         if std::mem::take(&mut self.resume) && !self.stopped {
-            return Some(Event::Resume);
+            return Some(Wake::Resume);
         }
         let now = Timestamp::now();
-        let timer = match self.deadlines.next() {
-            Some(deadline) if !self.stopped => after(schedule::until(deadline, now).min(MAX_SLEEP)),
-            _ => never(),
+        // A stopped job runs nothing, but can still go stale: that is the
+        // backup nobody knows has stopped.
+        let run_deadline = self.deadlines.next().filter(|_| !self.stopped);
+        let timer = match [run_deadline, self.stale_at()].into_iter().flatten().min() {
+            Some(deadline) => after(schedule::until(deadline, now).min(MAX_SLEEP)),
+            None => never(),
         };
         let trigger = if self.stopped {
             never()
@@ -293,9 +312,63 @@ impl Actor {
             self.trigger.clone()
         };
         select! {
-            recv(self.control) -> msg => msg.ok().map(Event::Control),
-            recv(trigger) -> msg => msg.ok().map(Event::Trigger),
-            recv(timer) -> _ => Some(Event::Timer),
+            recv(self.control) -> msg => msg.ok().map(Wake::Control),
+            recv(trigger) -> msg => msg.ok().map(Wake::Trigger),
+            recv(timer) -> _ => Some(Wake::Timer),
+        }
+    }
+
+    /// When the job becomes stale: `StaleAfter` after its last success (or
+    /// after the daemon first saw it); `None` when it is already, or has
+    /// no `StaleAfter`.
+    fn stale_at(&self) -> Option<Timestamp> {
+        let after = self.job.stale_after?;
+        let since = self.last_success.or(self.first_seen)?;
+        (!self.stale).then(|| schedule::add(since, after))
+    }
+
+    /// Marks the job stale once its time has come, and says so once.
+    fn check_stale(&mut self, now: Timestamp) {
+        if self.stale_at().is_none_or(|at| at > now) {
+            return;
+        }
+        self.stale = true;
+        self.publish(|s| s.stale = true);
+        let since = match self.last_success {
+            Some(t) => format!("its last success was at {}", state::local_rfc3339(t)),
+            None => "it has not succeeded since the daemon first saw it".into(),
+        };
+        warn!(
+            "[{}] stale: {since}, longer ago than StaleAfter ({})",
+            self.job.name,
+            schedule::format_duration(self.job.stale_after.unwrap_or_default())
+        );
+        if !self.stale_notified {
+            self.stale_notified = true;
+            self.notify(&[rules::Event::Stale], None);
+            self.persist();
+        }
+    }
+
+    /// Sends `events` to the job's notification targets (its `Notify`, else
+    /// the config's); never blocks.
+    fn notify(&self, events: &[rules::Event], run: Option<&RunRecord>) {
+        let targets = self
+            .job
+            .notify
+            .as_deref()
+            .unwrap_or(&self.context.default_notify);
+        if targets.is_empty() {
+            return;
+        }
+        let (name, host) = (self.job.name.as_str(), self.context.host.as_str());
+        let failures = self.counters.consecutive_failures;
+        for &event in events {
+            let message = match run {
+                Some(run) => Message::of_run(name, event, run, host, failures),
+                None => Message::new(name, event, host, failures),
+            };
+            self.context.notify.send(targets, message);
         }
     }
 
@@ -324,7 +397,13 @@ impl Actor {
         let path = history::path(&self.context.state_dir, self.job.name.as_str());
         let (history, runs) = History::open(path, self.context.history_runs);
         match runs {
-            Ok(runs) if !runs.is_empty() => self.publish(|s| s.restore(&runs)),
+            Ok(runs) if !runs.is_empty() => {
+                // The history knows the last success even without a state
+                // file that says so.
+                let succeeded = runs.iter().rev().find(|r| r.outcome.succeeded());
+                self.last_success = self.last_success.max(succeeded.map(|r| r.end));
+                self.publish(|s| s.restore(&runs));
+            }
             Ok(_) => {}
             Err(e) => warn!("[{}] {e}; past runs are not shown", self.job.name),
         }
@@ -456,6 +535,8 @@ impl Actor {
                 self.last_success = state.last_success;
                 self.counters.consecutive_failures = state.consecutive_failures;
                 self.counters.awaiting_recovery = state.awaiting_recovery;
+                self.first_seen = state.first_seen;
+                self.stale_notified = state.stale_notified;
                 self.gave_up = state.gave_up && !restart;
                 state.saved()
             }
@@ -492,7 +573,11 @@ impl Actor {
             ),
             None => info!("[{}] runs only when triggered", self.job.name),
         }
-        if saved == Saved::Unreadable {
+        // A job seen for the first time is stale `StaleAfter` from now
+        // until it succeeds, across restarts.
+        let first_sight = self.first_seen.is_none();
+        self.first_seen.get_or_insert(now);
+        if saved == Saved::Unreadable || first_sight {
             self.persist();
         }
         let (last_run, last_success) = (self.last_run, self.last_success);
@@ -526,6 +611,8 @@ impl Actor {
             last_success: self.last_success,
             consecutive_failures: self.counters.consecutive_failures,
             awaiting_recovery: self.counters.awaiting_recovery,
+            first_seen: self.first_seen,
+            stale_notified: self.stale_notified,
             gave_up: self.gave_up,
             pending_run: self.pending_run.clone(),
         };
@@ -676,6 +763,8 @@ impl Actor {
         {
             warn!("[{name}] {e}; this run is not in the history");
         }
+        self.notify(&decision.events, Some(&record));
+        let stale = self.stale;
         self.last_record = Some(record.clone());
         self.publish(|s| {
             s.status = if stopped {
@@ -689,6 +778,7 @@ impl Actor {
             s.current_retry = counters.current_retry;
             s.consecutive_failures = counters.consecutive_failures;
             s.last_success = last_success;
+            s.stale = stale;
             s.next_run = deadlines.next().filter(|_| !stopped);
             if let Some(next) = deadlines.next() {
                 s.wait_start = Some(end);
@@ -719,6 +809,8 @@ impl Actor {
         self.last_run = Some(record.start);
         if decision.success {
             self.last_success = Some(record.end);
+            self.stale = false;
+            self.stale_notified = false;
         }
         if let Some((number, at)) = decision.retry {
             info!("[{name}] retry {number} at {}", state::local_rfc3339(at));
@@ -737,10 +829,11 @@ impl Actor {
                     None => "it runs again when triggered".into(),
                 }
             };
-            error!(
-                "[{name}] gave up after {} failures in a row: {why}; {then}",
-                self.counters.consecutive_failures
-            );
+            let failures = match self.counters.consecutive_failures {
+                1 => "1 failure".to_string(),
+                n => format!("{n} failures in a row"),
+            };
+            error!("[{name}] gave up after {failures}: {why}; {then}");
         }
         if decision.stop {
             self.stopped = true;

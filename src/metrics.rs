@@ -78,6 +78,12 @@ const FAMILIES: &[Family] = &[
         value: |s| Some(s.progress),
     },
     Family {
+        name: "restic_cronned_job_stale",
+        kind: "gauge",
+        help: "Whether the job's last success is older than its StaleAfter (1) or not (0).",
+        value: |s| Some(f64::from(u8::from(s.stale))),
+    },
+    Family {
         name: "restic_cronned_job_invalid",
         kind: "gauge",
         help: "Whether the job's file is invalid (1) and the job is not scheduled.",
@@ -93,11 +99,18 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The body of `/metrics` for `jobs`.
-pub fn render(jobs: &[JobStatus]) -> String {
+/// The body of `/metrics` for `jobs`, with `notifications_failed`
+/// notifications that failed every attempt.
+pub fn render(jobs: &[JobStatus], notifications_failed: u64) -> String {
     let mut out = String::with_capacity(256 + jobs.len() * 1024);
     out.push_str("# HELP restic_cronned_up Whether restic-cronned is running.\n");
     out.push_str("# TYPE restic_cronned_up gauge\nrestic_cronned_up 1\n");
+    let failed = "restic_cronned_notifications_failed_total";
+    let _ = writeln!(
+        out,
+        "# HELP {failed} Notifications that failed every attempt.\n\
+         # TYPE {failed} counter\n{failed} {notifications_failed}"
+    );
     // Two files with one JobName are both listed (invalid) on the board; a
     // series may appear only once in an exposition.
     let mut seen = std::collections::HashSet::new();
@@ -165,7 +178,7 @@ mod tests {
             snapshot: None,
             hooks: Vec::new(),
         });
-        let text = render(&[invalid.clone(), ran, invalid]);
+        let text = render(&[invalid.clone(), ran, invalid], 2);
         let invalid_line = "restic_cronned_job_invalid{job=\"we\\\"ird\\\\name\\n\"} 1\n";
         assert_eq!(text.matches(invalid_line).count(), 1, "{text}");
         assert!(!text.contains("runs_total{job=\"we"), "{text}");

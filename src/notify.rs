@@ -991,6 +991,16 @@ impl Notifier {
         }
     }
 
+    /// A notifier that counts its failed messages in `failed` (the
+    /// board's counter, which `/metrics` shows).
+    pub fn counting_in(failed: Arc<AtomicU64>) -> Notifier {
+        let mut notifier = Notifier::new();
+        if let Some(shared) = Arc::get_mut(&mut notifier.shared) {
+            shared.failed = failed;
+        }
+        notifier
+    }
+
     /// Where jobs send their messages.
     pub fn sender(&self) -> NotifySender {
         NotifySender {

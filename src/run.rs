@@ -21,6 +21,7 @@ use crate::hook::{HookCommand, HookName};
 use crate::job_file::{Job, JobName};
 use crate::keyring::Keyring;
 use crate::logging::LineRateLimit;
+use crate::notify::{NotifySender, Target};
 use crate::outcome::{HookRecord, Outcome, Reason, RunRecord};
 use crate::preconditions::{self, Preconditions};
 use crate::process::{Output, RunningChild, Spec, Stream, describe_status};
@@ -68,6 +69,12 @@ pub struct Context {
     pub persist: bool,
     /// `HistoryRuns`: the runs kept in each job's history.
     pub history_runs: usize,
+    /// Where notifications go out (SPEC §6.5).
+    pub notify: NotifySender,
+    /// The config's `Notify`: for jobs without their own.
+    pub default_notify: Vec<Target>,
+    /// This machine's name, for notifications.
+    pub host: String,
 }
 
 /// A job's entry on the board, which only the job itself writes.

@@ -36,6 +36,11 @@ pub struct State {
     /// The last failure cycle ended without a retry: the next success is
     /// a recovery (SPEC §6.5).
     pub awaiting_recovery: bool,
+    /// When the daemon first saw the job: a job that never succeeded is
+    /// stale `StaleAfter` after this.
+    pub first_seen: Option<Timestamp>,
+    /// The `stale` notification went out; not again until a success.
+    pub stale_notified: bool,
     /// Why a run was started that has no recorded outcome yet: written
     /// before restic starts, cleared with its outcome. Found at start, it is
     /// a run the daemon's end interrupted (SIGTERM, a crash, a power cut),
@@ -60,6 +65,10 @@ struct StateFile {
     gave_up: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     awaiting_recovery: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_seen: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stale_notified: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pending_run: Option<String>,
 }
@@ -148,6 +157,10 @@ pub fn read(path: &Path) -> Result<Option<State>, String> {
         awaiting_recovery: object
             .get("AwaitingRecovery")
             .is_some_and(|(v, _)| v.as_bool() == Some(true)),
+        first_seen: time("FirstSeen")?,
+        stale_notified: object
+            .get("StaleNotified")
+            .is_some_and(|(v, _)| v.as_bool() == Some(true)),
         last_run: time("LastRun")?,
         last_success: time("LastSuccess")?,
         pending_run: object
@@ -190,6 +203,8 @@ pub fn write(path: &Path, state: &State) -> Result<(), WriteError> {
         consecutive_failures: state.consecutive_failures,
         gave_up: state.gave_up,
         awaiting_recovery: state.awaiting_recovery,
+        first_seen: state.first_seen.map(local_rfc3339),
+        stale_notified: state.stale_notified,
         pending_run: state.pending_run.clone(),
     };
     let mut text = serde_json::to_string(&file).expect("a state file always serializes");
@@ -246,6 +261,8 @@ mod tests {
             consecutive_failures: 3,
             gave_up: true,
             awaiting_recovery: true,
+            first_seen: Some(t),
+            stale_notified: true,
             pending_run: Some("trigger".into()),
         };
         write(&path, &state).unwrap();
