@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -13,6 +14,7 @@ use jiff::tz::TimeZone;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::history::History;
 use crate::job_file::{Entry, Job};
 use crate::outcome::{HookRecord, Outcome, Reason, RunRecord};
 use crate::preconditions::Preconditions;
@@ -89,6 +91,8 @@ pub struct JobStatus {
     pub consecutive_failures: u32,
     /// The last success is older than `StaleAfter` (SPEC §6.5).
     pub stale: bool,
+    /// The job's history file and its `HistoryRuns`, for `/job?runs=K`.
+    pub history: Option<(PathBuf, usize)>,
     pub error: Option<String>,
 }
 
@@ -114,6 +118,7 @@ impl JobStatus {
             last_success: None,
             consecutive_failures: 0,
             stale: false,
+            history: None,
             error: None,
         }
     }
@@ -258,7 +263,7 @@ impl Board {
     /// The body of `/job?name=NAME`: the job's `/queue` entry plus `runs`,
     /// its last [`RUNS_KEPT`] runs newest first with their output tails.
     /// `None` when no job has that name.
-    pub fn job_json(&self, name: &str) -> Option<String> {
+    pub fn job_json(&self, name: &str, runs: usize) -> Option<String> {
         #[derive(Serialize)]
         struct JobDetail<'a> {
             #[serde(flatten)]
@@ -269,9 +274,23 @@ impl Board {
         // without the lock.
         let status = self.lock().values().find(|e| e.name == name).cloned()?;
         let tz = TimeZone::system();
+        // More runs than the board keeps come from the history file (with
+        // its shorter output tails), never more than it keeps.
+        let older = match &status.history {
+            Some((path, keep)) if runs > status.runs.len() => {
+                let (_, read) = History::open(path.clone(), runs.min(*keep));
+                read.unwrap_or_default()
+            }
+            _ => Vec::new(),
+        };
+        let shown: Vec<&RunRecord> = if older.len() > status.runs.len() {
+            older.iter().rev().collect()
+        } else {
+            status.runs.iter().map(|r| r.as_ref()).take(runs).collect()
+        };
         let detail = JobDetail {
             entry: queue_entry(&status, &tz),
-            runs: status.runs.iter().map(|r| run_json(r, true, &tz)).collect(),
+            runs: shown.into_iter().map(|r| run_json(r, true, &tz)).collect(),
         };
         let mut body = serde_json::to_string(&detail).expect("a job always serializes");
         body.push('\n');
@@ -643,7 +662,8 @@ mod tests {
             assert!(!unchecked.contains_key(key), "{key}: {unchecked:?}");
         }
         // `/job` shows them as `/queue` does.
-        let job: Value = serde_json::from_str(&board.job_json("checked").unwrap()).unwrap();
+        let job: Value =
+            serde_json::from_str(&board.job_json("checked", RUNS_KEPT).unwrap()).unwrap();
         assert_eq!(job["Preconditions"], queue["Jobs"][0]["Preconditions"]);
         assert_eq!(job["CheckPrecondsEvery"], 20);
     }
@@ -682,8 +702,8 @@ mod tests {
             status.record(run(1_700_000_000 + i * 10, outcome, &format!("run {i}\n")));
         }
         board.insert("a.json", status);
-        assert_eq!(board.job_json("b"), None);
-        let job: Value = serde_json::from_str(&board.job_json("a").unwrap()).unwrap();
+        assert_eq!(board.job_json("b", RUNS_KEPT), None);
+        let job: Value = serde_json::from_str(&board.job_json("a", RUNS_KEPT).unwrap()).unwrap();
         let queue: Value = serde_json::from_str(&board.queue_json()).unwrap();
         for (key, value) in queue["Jobs"][0].as_object().unwrap() {
             assert_eq!(&job[key], value, "{key}");
@@ -696,5 +716,10 @@ mod tests {
         assert_eq!(runs[1]["exitCode"], 1);
         assert_eq!(runs[19]["outputTail"], "run 5\n");
         assert!(queue["Jobs"][0]["lastRun"].get("outputTail").is_none());
+        // `runs=K` lists fewer; more than the board keeps needs a history.
+        let job: Value = serde_json::from_str(&board.job_json("a", 3).unwrap()).unwrap();
+        assert_eq!(job["runs"].as_array().unwrap().len(), 3);
+        let job: Value = serde_json::from_str(&board.job_json("a", 50).unwrap()).unwrap();
+        assert_eq!(job["runs"].as_array().unwrap().len(), RUNS_KEPT);
     }
 }

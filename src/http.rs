@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 use log::{debug, warn};
 
-use crate::board::Board;
+use crate::board::{Board, RUNS_KEPT};
 use crate::metrics;
 
 pub use wire::{MAX_BODY, Method};
@@ -126,8 +126,12 @@ pub enum Route {
     },
     Queue,
     Metrics,
-    /// `/job?name=N`, answered from the board.
-    Job(String),
+    /// `/job?name=N[&runs=K]`, answered from the board (and the job's
+    /// history for more runs than the board keeps).
+    Job {
+        name: String,
+        runs: usize,
+    },
     Healthz,
     Command(Command),
     /// Answered at once without the daemon.
@@ -168,9 +172,20 @@ pub fn route(method: &Method, url: &str) -> Route {
             Err(e) => Route::Refuse(Reply::text(400, e)),
         },
         "/queue" => Route::Queue,
-        "/job" => match name {
-            Some(name) => Route::Job(name),
-            None => Route::Refuse(Reply::text(400, "missing parameter: name")),
+        "/job" => match (name, query_param(query, "runs")) {
+            (None, _) => Route::Refuse(Reply::text(400, "missing parameter: name")),
+            (Some(name), Ok(None)) => Route::Job {
+                name,
+                runs: RUNS_KEPT,
+            },
+            (Some(name), Ok(Some(runs))) => match runs.parse() {
+                Ok(runs) => Route::Job { name, runs },
+                Err(_) => Route::Refuse(Reply::text(
+                    400,
+                    format!("runs: {runs:?} is not a number of runs"),
+                )),
+            },
+            (Some(_), Err(e)) => Route::Refuse(Reply::text(400, e)),
         },
         "/healthz" => Route::Healthz,
         "/metrics" => Route::Metrics,
@@ -745,7 +760,7 @@ fn answer(request: &wire::Request, shared: &Shared) -> Reply {
             content_type: HTML,
         },
         Route::Queue => Reply::json(shared.board.queue_json()),
-        Route::Job(name) => match shared.board.job_json(&name) {
+        Route::Job { name, runs } => match shared.board.job_json(&name, runs) {
             Some(body) => Reply::json(body),
             None => Reply::no_such_job(),
         },
@@ -1124,6 +1139,17 @@ mod tests {
             Route::Command(Command::Stop("a".into()))
         );
         assert_eq!(cmd("/stopall"), Route::Command(Command::StopAll));
+        assert_eq!(
+            route(&Method::Get, "/job?name=a&runs=50"),
+            Route::Job {
+                name: "a".into(),
+                runs: 50
+            }
+        );
+        assert!(matches!(
+            route(&Method::Get, "/job?name=a&runs=many"),
+            Route::Refuse(Reply { status: 400, .. })
+        ));
         assert_eq!(cmd("/reload"), Route::Command(Command::Reload(None)));
         assert_eq!(
             cmd("/reload?name=x"),

@@ -395,7 +395,9 @@ impl Actor {
     /// started. On the job's thread: the file may be large.
     fn open_history(&mut self) {
         let path = history::path(&self.context.state_dir, self.job.name.as_str());
-        let (history, runs) = History::open(path, self.context.history_runs);
+        let (history, runs) = History::open(path.clone(), self.context.history_runs);
+        let keep = self.context.history_runs;
+        self.publish(|s| s.history = Some((path, keep)));
         match runs {
             Ok(runs) if !runs.is_empty() => {
                 // The history knows the last success even without a state
