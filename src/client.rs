@@ -429,8 +429,18 @@ fn run_result(run: &Value, now: Timestamp) -> String {
     result
 }
 
-/// The job's status as one word or a few.
+/// The job's status as one word or a few; `, stale` when its last
+/// success is older than its `StaleAfter`.
 fn status_text(job: &Value) -> String {
+    let status = status_word(job);
+    if job["stale"] == true {
+        format!("{status}, stale")
+    } else {
+        status
+    }
+}
+
+fn status_word(job: &Value) -> String {
     let status = text_of(&job["status"]).to_string();
     if let Some(holder) = job["WaitingFor"].as_str() {
         return format!("{status} for {holder}");
@@ -600,10 +610,11 @@ pub fn job_summary(job: &Value, now: Timestamp) -> String {
             None => "no exit code".into(),
         };
         let mut line = format!(
-            "  {}  {:<8} {:<12} {took}",
+            "  {}  {:<8} {:<12}  {:<10} {took}",
             to_the_second(&run["start"]),
             text_of(&run["outcome"]),
-            exit
+            exit,
+            text_of(&run["reason"]),
         );
         if let Some(error) = run["error"].as_str() {
             line.push_str(&format!("  {error}"));
@@ -720,7 +731,7 @@ mod tests {
                 .to_string()
         };
         let queue = json!({"Jobs": [
-            {"JobName": "ExampleBackup", "status": "waiting", "nextRun": t(3600),
+            {"JobName": "ExampleBackup", "status": "waiting", "nextRun": t(3600), "stale": true,
              "lastRun": {"outcome": "success", "exitCode": 0, "end": t(-60)}},
             {"JobName": "b", "status": "working", "progress": 0.42, "nextRun": null,
              "error": "wrong password: Fatal: wrong password or no key found",
@@ -729,10 +740,10 @@ mod tests {
         ], "Directory": "/jobs"});
         assert_eq!(
             queue_table(&queue, now),
-            "JOB            STATUS       NEXT RUN  LAST RESULT\n\
-             ExampleBackup  waiting      in 1h     success 1m ago\n\
-             b              working 42%  -         failure (exit 1) 2h ago\n\
-             c              invalid      -         never ran\n\
+            "JOB            STATUS          NEXT RUN  LAST RESULT\n\
+             ExampleBackup  waiting, stale  in 1h     success 1m ago\n\
+             b              working 42%     -         failure (exit 1) 2h ago\n\
+             c              invalid         -         never ran\n\
              \nb: wrong password: Fatal: wrong password or no key found\n\
              c is invalid: c.json: bad\n"
         );

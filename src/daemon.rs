@@ -388,14 +388,25 @@ fn run_one(config: &Config, config_warnings: &[String], name: &str) -> Result<()
     let notifications = notify::Notifier::new();
     // Nobody reads the notices: `--run` starts no other job.
     let board = Board::new(&job_dir(config).display().to_string());
-    let context = Arc::new(job_context(
+    let mut context = job_context(
         config,
         board,
         unbounded().0,
         pinger.sender(),
         notifications.sender(),
         false,
-    ));
+    );
+    // A history file made by another user (root running `--run` against a
+    // service's StateDir) would lock the daemon out of it.
+    if let Some(owner) = foreign_owner(&config.state_dir) {
+        warn!(
+            "not recording this run in the history: {} belongs to uid {owner}; run --run as \
+             that user (e.g. runuser -u restic-cronned -- restic-cronned --run {name})",
+            config.state_dir.display()
+        );
+        context.history_runs = 0;
+    }
+    let context = Arc::new(context);
     let (control_sender, control) = unbounded();
     let mut signals = Signals::new([SIGINT, SIGTERM])
         .map_err(|e| Error::Runtime(format!("cannot handle signals: {e}")))?;
@@ -439,6 +450,15 @@ fn run_one(config: &Config, config_warnings: &[String], name: &str) -> Result<()
             Err(Error::RunFailed)
         }
     }
+}
+
+/// The owner of `dir` when it exists and is not this process's user.
+fn foreign_owner(dir: &std::path::Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let owner = std::fs::metadata(dir).ok()?.uid();
+    (owner != me).then_some(owner)
 }
 
 /// The job directory, absolute (restic's working directory).

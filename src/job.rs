@@ -394,6 +394,9 @@ impl Actor {
     /// Opens the job's history, and shows the runs from before the daemon
     /// started. On the job's thread: the file may be large.
     fn open_history(&mut self) {
+        if self.context.history_runs == 0 {
+            return;
+        }
         let path = history::path(&self.context.state_dir, self.job.name.as_str());
         let (history, runs) = History::open(path.clone(), self.context.history_runs);
         let keep = self.context.history_runs;
@@ -765,7 +768,17 @@ impl Actor {
         {
             warn!("[{name}] {e}; this run is not in the history");
         }
-        self.notify(&decision.events, Some(&record));
+        // `--run` knows nothing of the daemon's failure cycles: it tells of
+        // its run, not of giving up or recovering.
+        let events: Vec<rules::Event> = decision
+            .events
+            .iter()
+            .copied()
+            .filter(|e| {
+                self.context.persist || !matches!(e, rules::Event::GiveUp | rules::Event::Recovery)
+            })
+            .collect();
+        self.notify(&events, Some(&record));
         let stale = self.stale;
         self.last_record = Some(record.clone());
         self.publish(|s| {
@@ -813,6 +826,10 @@ impl Actor {
             self.last_success = Some(record.end);
             self.stale = false;
             self.stale_notified = false;
+        }
+        if !self.context.persist {
+            // `--run`: the daemon's schedule is not ours to tell about.
+            return;
         }
         if let Some((number, at)) = decision.retry {
             info!("[{name}] retry {number} at {}", state::local_rfc3339(at));

@@ -157,7 +157,7 @@ fn probe_job(
         problems.extend(
             preconditions::check_round(preconditions)
                 .into_iter()
-                .map(|failed| format!("precondition fails: {failed}")),
+                .map(|failed| format!("precondition failed: {failed}")),
         );
     }
     let mut password_ready = true;

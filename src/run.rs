@@ -67,7 +67,8 @@ pub struct Context {
     pub keyring: Keyring,
     /// `false` for `--run`: the state file belongs to the daemon.
     pub persist: bool,
-    /// `HistoryRuns`: the runs kept in each job's history.
+    /// `HistoryRuns`: the runs kept in each job's history; 0: no history
+    /// (a `--run` by a user who does not own the StateDir).
     pub history_runs: usize,
     /// Where notifications go out (SPEC §6.5).
     pub notify: NotifySender,
@@ -223,10 +224,13 @@ struct Following {
     limit: Option<(Instant, Duration)>,
     ladder: Ladder,
     cut: Option<Cut>,
+    /// The daemon is ending: at its limit the child gets SIGTERM at once,
+    /// not SIGINT and the grace (a hook after restic during a shutdown).
+    hurry: bool,
     /// restic's stderr, which explains a failure.
     stderr: restic::Stderr,
-    /// A hook's last line, for its error.
-    last_line: Option<String>,
+    /// What a hook said, for its error.
+    said: HookSaid,
 }
 
 impl Following {
@@ -242,8 +246,9 @@ impl Following {
             limit: limit.and_then(|l| started.checked_add(l).map(|at| (at, l))),
             ladder: Ladder::default(),
             cut: None,
+            hurry: false,
             stderr: restic::Stderr::default(),
-            last_line: None,
+            said: HookSaid::default(),
         }
     }
 
@@ -271,6 +276,8 @@ impl Following {
         if let Task::Unlock { .. } = self.task {
             // `restic unlock` holds no lock of its own to remove.
             self.child.signal_group(libc::SIGKILL);
+        } else if self.hurry {
+            self.ladder.terminate(&self.child);
         } else {
             self.ladder.begin(&self.child, grace);
         }
@@ -584,7 +591,9 @@ impl Run {
     fn cut(&mut self, cut: Cut) {
         let grace = self.context.stop_grace;
         if let Phase::Child(f) = &mut self.phase {
-            if let Cut::Stop(_) = cut {
+            if f.cut.is_none()
+                && let Cut::Stop(_) = cut
+            {
                 info!("[{}] stopping {}", self.job.name, f.task.label());
             }
             f.cut(cut, grace);
@@ -615,11 +624,13 @@ impl Run {
             Phase::Child(f) => {
                 if stop.shutdown && matches!(f.task, Task::Hook(_)) {
                     // The daemon is ending: a hook after restic gets the
-                    // stop grace, then the ladder.
+                    // stop grace, then SIGTERM, then SIGKILL, so the
+                    // shutdown stays within the unit's TimeoutStopSec.
                     let at = Instant::now() + stop_grace;
                     if f.limit.is_none_or(|(limit, _)| at < limit) {
                         f.limit = Some((at, stop_grace));
                     }
+                    f.hurry = true;
                 }
                 Progress::Busy
             }
@@ -642,8 +653,8 @@ impl Run {
                 if task == Task::Restic && stream == Stream::Stderr {
                     f.stderr.push(&line);
                 }
-                if !line.is_empty() && matches!(task, Task::Hook(_)) {
-                    f.last_line = Some(line.clone());
+                if let Task::Hook(_) = task {
+                    f.said.push(stream, &line);
                 }
                 self.output_line(task, stream, &line);
             }
@@ -877,11 +888,16 @@ impl Run {
         info!("[{job}] hook {}: started", name.key());
         match RunningChild::start(&spec) {
             Ok(child) => {
+                let hurry = self.stop.is_some_and(|s| s.shutdown) && name != HookName::Before;
                 let mut limit = self.job.hook_timeout;
-                if self.stop.is_some_and(|s| s.shutdown) && name != HookName::Before {
+                if hurry {
                     limit = limit.min(self.context.stop_grace);
                 }
-                self.follow(Task::Hook(name), child, Some(limit))
+                let progress = self.follow(Task::Hook(name), child, Some(limit));
+                if let Phase::Child(f) = &mut self.phase {
+                    f.hurry = hurry;
+                }
+                progress
             }
             Err(e) => {
                 let error = format!(
@@ -925,7 +941,7 @@ impl Run {
                     Some(code) => format!("exited {code}"),
                     None => describe_status(*status),
                 };
-                Some(match &f.last_line {
+                Some(match f.said.line() {
                     Some(line) => format!("{key} hook {status}: {line}"),
                     None => format!("{key} hook {status}"),
                 })
@@ -1132,6 +1148,41 @@ impl Run {
     }
 }
 
+/// The line that best says why a hook failed: its last stderr line that
+/// is not indented (a tool's `error:` line, not the hint under it), else
+/// its last stderr line, else its last stdout line; trimmed.
+#[derive(Default)]
+struct HookSaid {
+    stderr_head: Option<String>,
+    stderr: Option<String>,
+    stdout: Option<String>,
+}
+
+impl HookSaid {
+    fn push(&mut self, stream: Stream, line: &str) {
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            return;
+        }
+        match stream {
+            Stream::Stdout => self.stdout = Some(trimmed.to_string()),
+            Stream::Stderr => {
+                if !line.starts_with(char::is_whitespace) {
+                    self.stderr_head = Some(trimmed.to_string());
+                }
+                self.stderr = Some(trimmed.to_string());
+            }
+        }
+    }
+
+    fn line(&self) -> Option<&str> {
+        self.stderr_head
+            .as_deref()
+            .or(self.stderr.as_deref())
+            .or(self.stdout.as_deref())
+    }
+}
+
 /// What a run's output leaves behind.
 #[derive(Default)]
 struct RunOutput {
@@ -1201,6 +1252,12 @@ impl Ladder {
         self.next = Some((at, libc::SIGTERM));
     }
 
+    /// Straight to SIGTERM, SIGKILL ten seconds later.
+    fn terminate(&mut self, child: &RunningChild) {
+        child.signal_group(libc::SIGTERM);
+        self.next = Some((Instant::now() + TERM_GRACE, libc::SIGKILL));
+    }
+
     fn escalate(&mut self, child: &RunningChild, name: &JobName, label: &str) {
         let Some((_, signal)) = self.next else { return };
         if signal == libc::SIGTERM {
@@ -1217,6 +1274,29 @@ impl Ladder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hooks_error_is_its_last_unindented_stderr_line() {
+        let mut said = HookSaid::default();
+        said.push(Stream::Stdout, "dumping mydb");
+        assert_eq!(said.line(), Some("dumping mydb"));
+        said.push(
+            Stream::Stderr,
+            "pg_dump: error: connection to server failed: No such file or directory",
+        );
+        said.push(
+            Stream::Stderr,
+            "        Is the server running locally and accepting connections?",
+        );
+        said.push(Stream::Stdout, "bye");
+        assert_eq!(
+            said.line(),
+            Some("pg_dump: error: connection to server failed: No such file or directory")
+        );
+        let mut said = HookSaid::default();
+        said.push(Stream::Stderr, "   only indented  ");
+        assert_eq!(said.line(), Some("only indented"));
+    }
 
     #[test]
     fn tail_keeps_the_last_bytes_on_char_boundaries() {
