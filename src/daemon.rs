@@ -16,6 +16,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle as SignalHandle, Signals};
 
 use crate::board::{Board, JobStatus, Status};
+use crate::clock;
 use crate::config::{self, Config, KeyringChoice, Source};
 use crate::files;
 use crate::healthcheck::{PingSender, Pinger};
@@ -461,6 +462,20 @@ fn foreign_owner(dir: &std::path::Path) -> Option<u32> {
     (owner != me).then_some(owner)
 }
 
+/// How often the clock watcher compares the clocks: a minute; the debug
+/// builds the tests run take `RESTIC_CRONNED_CLOCK_CHECK_MS`, so a test can
+/// see a jump without waiting a minute.
+fn clock_check_every() -> std::time::Duration {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("RESTIC_CRONNED_CLOCK_CHECK_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+    {
+        return std::time::Duration::from_millis(ms);
+    }
+    clock::CHECK_EVERY
+}
+
 /// The job directory, absolute (restic's working directory).
 fn job_dir(config: &Config) -> PathBuf {
     std::path::absolute(&config.job_path).unwrap_or(config.job_path.clone())
@@ -666,6 +681,10 @@ struct Daemon {
     notices: Receiver<Notice>,
     commands: Receiver<Envelope>,
     signals: Receiver<i32>,
+    /// Jumps of the wall clock (a suspend, a clock set); the watcher ends
+    /// when its stop sender drops with the daemon.
+    clock_jumps: Receiver<jiff::SignedDuration>,
+    _clock_stop: Sender<()>,
     // Drop order: the HTTP server goes first (it sends us commands), then
     // the jobs are stopped, then the signal thread.
     http: Option<HttpServer>,
@@ -704,6 +723,10 @@ impl Daemon {
             })
             .map_err(|e| Error::Runtime(format!("cannot start the signal thread: {e}")))?;
 
+        let (jump_sender, clock_jumps) = unbounded();
+        let (clock_stop, stop_watching) = crossbeam_channel::bounded(0);
+        clock::watch(clock_check_every(), jump_sender, stop_watching)
+            .map_err(|e| Error::Runtime(format!("cannot start the clock thread: {e}")))?;
         let (notice_sender, notices) = unbounded();
         let pinger = Pinger::spawn()
             .map_err(|e| Error::Runtime(format!("cannot start the healthcheck thread: {e}")))?;
@@ -752,6 +775,8 @@ impl Daemon {
             slots: BTreeMap::new(),
             retiring: Vec::new(),
             signal_thread: Some((signal_handle, signal_thread)),
+            clock_jumps,
+            _clock_stop: clock_stop,
             watchdog: notifier
                 .watchdog_interval()
                 .map_or_else(crossbeam_channel::never, crossbeam_channel::tick),
@@ -845,6 +870,19 @@ impl Daemon {
                 // From this loop, so systemd hears nothing while the
                 // supervisor is stuck, and restarts it.
                 recv(self.watchdog) -> _ => self.tell_systemd("WATCHDOG=1"),
+                recv(self.clock_jumps) -> jump => if let Ok(jump) = jump {
+                    info!(
+                        "the wall clock jumped by {} (a suspend, or the clock was set): every job \
+                         looks at it again",
+                        schedule::format_duration(jump.round(jiff::Unit::Second).map_or(
+                            jump.unsigned_abs(),
+                            |j| j.unsigned_abs()
+                        ))
+                    );
+                    for handle in self.slots.values().filter_map(|s| s.handle.as_ref()) {
+                        handle.send(Control::ClockJumped);
+                    }
+                },
             }
             self.retiring.retain(|handle| !handle.is_finished());
         }

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, after, bounded, never, select, unbounded};
 use jiff::Timestamp;
@@ -28,10 +27,6 @@ use crate::run::{Entry, Progress, Run, Stop};
 use crate::schedule::{self, Deadlines, Saved};
 use crate::state::{self, State};
 
-/// A job re-reads the wall clock at least this often, so a deadline that
-/// passed during a suspend fires within a minute of resume.
-const MAX_SLEEP: Duration = Duration::from_secs(60);
-
 /// What the daemon tells a job.
 #[derive(Debug)]
 pub enum Control {
@@ -48,6 +43,8 @@ pub enum Control {
     Shutdown,
     /// `--run`'s SIGINT (Ctrl-C) or SIGTERM: stop the run.
     Signal,
+    /// The wall clock jumped (a suspend, a clock set): look at it again.
+    ClockJumped,
 }
 
 impl Control {
@@ -62,7 +59,7 @@ impl Control {
                 "stopped by the daemon's shutdown; it runs again after the next start",
                 true,
             ),
-            Control::Replace(_) => return None,
+            Control::Replace(_) | Control::ClockJumped => return None,
         };
         Some(Stop { by, shutdown })
     }
@@ -280,8 +277,7 @@ impl Actor {
                     self.check_stale(Timestamp::now());
                     match self.due_reason().filter(|_| !self.stopped) {
                         Some(reason) => self.begin_run(reason),
-                        // The 60-second re-check of the wall clock, or the
-                        // stale check.
+                        // The stale check, or a wait that woke early.
                         None => true,
                     }
                 }
@@ -302,8 +298,10 @@ impl Actor {
         // A stopped job runs nothing, but can still go stale: that is the
         // backup nobody knows has stopped.
         let run_deadline = self.deadlines.next().filter(|_| !self.stopped);
+        // Until the deadline on the monotonic clock: an idle job wakes for
+        // nothing else. A suspend or a clock set comes as `ClockJumped`.
         let timer = match [run_deadline, self.stale_at()].into_iter().flatten().min() {
-            Some(deadline) => after(schedule::until(deadline, now).min(MAX_SLEEP)),
+            Some(deadline) => after(schedule::until(deadline, now)),
             None => never(),
         };
         let trigger = if self.stopped {
@@ -446,6 +444,9 @@ impl Actor {
                     self.start(false);
                 }
             }
+            // The wait for the next deadline starts over from the wall
+            // clock as it is now.
+            Control::ClockJumped => {}
             Control::Exit | Control::Shutdown => return false,
         }
         true

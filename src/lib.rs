@@ -3,6 +3,7 @@
 
 pub mod board;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod cron;
 pub mod daemon;
