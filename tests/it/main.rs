@@ -10,11 +10,13 @@ mod control; // control URLs, reload, SIGTERM and SIGHUP
 mod files; // job files, config file, command line and --check
 mod fuzz; // generated input for the parsers and the router: no panics
 mod hardening; // floods, planted links, task limits, blocking files, log rotation
+mod history; // run history across restarts, HistoryRuns, torn lines, planted links; log levels
 mod hooks; // Before, OnSuccess, OnFailure, After: failures, order, environment, stops, limits, real restic
 mod interrupted; // a run the daemon's end interrupted runs again once; a stopped one never
 mod keyring; // rckeyutil and job passwords: Secret Service, kernel keyring, secrecy
 mod migration; // the later Go original's flags, flat config, cron and "" timers, Wg
 mod monitoring; // healthcheck pings to a local stand-in for healthchecks.io
+mod notify; // notifications to local receivers: events, formats, dead receivers, secrets, stale
 mod packaging; // scripts/install.sh into a temp root: files, modes, units, uninstall
 mod page; // the status page: headers, token, rendered and clicked in chromium
 mod preconditions; // disks that must be mounted, hosts that must answer: checking, skipped

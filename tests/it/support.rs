@@ -36,6 +36,8 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 /// - `out=TEXT`/`err=TEXT` prints TEXT on stdout/stderr
 /// - `env=VAR`         records VAR's value
 /// - `pwd`             records the working directory
+/// - `fail-if=FILE`    while FILE exists, says `Fatal: <FILE's first line>`
+///   on stderr and exits 1 (a fault the test switches on and off)
 const FAKE_RESTIC: &str = r#"#!/bin/sh
 rec="$FAKE_RECORD"
 tag=run; code=0
@@ -52,6 +54,11 @@ for a in "$@"; do
     err=*) echo "${a#err=}" >&2;;
     env=*) v="${a#env=}"; eval "echo \"env $tag $v=\${$v-<unset>}\"" >> "$rec";;
     pwd) echo "pwd $tag $(pwd)" >> "$rec";;
+    fail-if=*)
+      if [ -e "${a#fail-if=}" ]; then
+        echo "Fatal: $(head -n 1 "${a#fail-if=}")" >&2
+        code=1
+      fi;;
     fail-times=*)
       n=$(cat "$rec.$tag.count" 2>/dev/null || echo 0)
       echo $((n + 1)) > "$rec.$tag.count"
@@ -591,5 +598,285 @@ pub fn wait_run_once(child: Child) -> RunOnce {
             }
             panic!("--run did not finish");
         }
+    }
+}
+
+/// One request a [`Receiver`] got.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub method: String,
+    /// The request target: path and query.
+    pub path: String,
+    /// Header names lower-cased, values as sent.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// When the request was complete.
+    pub at: Instant,
+}
+
+impl Received {
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON; fails the test when it is not.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("{} body is not JSON ({e}): {:?}", self.path, self.body))
+    }
+}
+
+/// How a [`Receiver`] answers.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Answer {
+    /// `status` with a short body.
+    Status(u16),
+    /// Accepts the connection, reads the request, and never answers (the
+    /// connection stays open as long as the receiver lives).
+    Silent,
+}
+
+/// A local stand-in for a notification service (ntfy, Gotify, a webhook):
+/// a `TcpListener` on 127.0.0.1:0 that records every request, each
+/// connection on its own thread.
+pub struct Receiver {
+    pub addr: String,
+    seen: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    /// Answers every request 200.
+    pub fn start() -> Receiver {
+        Self::answering(Answer::Status(200))
+    }
+
+    pub fn answering(answer: Answer) -> Receiver {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let seen: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let record = seen.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let record = record.clone();
+                thread::spawn(move || serve_one(stream, answer, record));
+            }
+        });
+        Receiver { addr, seen }
+    }
+
+    /// `http://ADDR{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<Received> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// The requests whose path starts with `prefix`.
+    pub fn on(&self, prefix: &str) -> Vec<Received> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path.starts_with(prefix))
+            .collect()
+    }
+
+    /// Waits (bounded, through `daemon`'s [`Daemon::wait_for`]) until
+    /// `prefix` has received at least `n` requests; returns them all.
+    pub fn wait_on(&self, daemon: &Daemon, prefix: &str, n: usize) -> Vec<Received> {
+        daemon.wait_for(
+            &format!("{n} notification(s) on {prefix}; got {:?}", self.on(prefix)),
+            |_| {
+                let got = self.on(prefix);
+                (got.len() >= n).then_some(got)
+            },
+        )
+    }
+}
+
+fn serve_one(stream: TcpStream, answer: Answer, record: Arc<Mutex<Vec<Received>>>) {
+    let _ = stream.set_read_timeout(Some(PATIENCE));
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut parts = line.trim_end().split(' ');
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 {
+            break;
+        }
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    let value = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.to_ascii_lowercase())
+    };
+    let mut body = Vec::new();
+    if value("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        loop {
+            let mut size = String::new();
+            if reader.read_line(&mut size).unwrap_or(0) == 0 {
+                break;
+            }
+            let size =
+                usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16).unwrap_or(0);
+            if size == 0 {
+                let mut end = String::new();
+                let _ = reader.read_line(&mut end);
+                break;
+            }
+            let mut chunk = vec![0; size];
+            if reader.read_exact(&mut chunk).is_err() {
+                break;
+            }
+            body.extend_from_slice(&chunk);
+            let mut crlf = String::new();
+            let _ = reader.read_line(&mut crlf);
+        }
+    } else if let Some(length) = value("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+    }
+    record.lock().unwrap().push(Received {
+        method,
+        path,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        at: Instant::now(),
+    });
+    let mut stream = stream;
+    match answer {
+        Answer::Status(code) => {
+            let _ = stream.write_all(
+                format!("HTTP/1.1 {code} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                    .as_bytes(),
+            );
+        }
+        Answer::Silent => {
+            // Hold the connection open without a word until the peer gives
+            // up (or the test process ends).
+            let mut sink = [0u8; 256];
+            while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
+            drop(stream);
+        }
+    }
+}
+
+/// A loopback port on which nothing listens (bound, then closed).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// The value of the `/metrics` sample that starts with `prefix` (such as
+/// `restic_cronned_job_stale{job="a"}`); `None` when there is none.
+pub fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix) && l[prefix.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+impl TestEnv {
+    /// The daemon's log file (`LogDir/restic-cronned.log`), empty when it
+    /// is not there.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(self.logs.join("restic-cronned.log")).unwrap_or_default()
+    }
+}
+
+impl Daemon {
+    /// `/metrics` as text.
+    pub fn metrics(&self) -> String {
+        let (status, body) = self.get("/metrics");
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// `/job?name=NAME` as JSON.
+    pub fn job_details(&self, name: &str) -> Value {
+        let (status, body) = self.get(&format!("/job?name={name}"));
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("/job is JSON")
+    }
+
+    /// Waits until `name` has `n` runs in `/job` and is not running: the
+    /// way to wait for the n-th run when several end alike.
+    pub fn wait_runs(&self, name: &str, n: usize) -> Value {
+        self.wait_for(&format!("{name} to have {n} runs"), |d| {
+            let job = d.job_details(name);
+            let runs = job["runs"].as_array().map_or(0, Vec::len);
+            (runs >= n && d.job(name)["status"] != "working" && d.job(name)["status"] != "checking")
+                .then_some(job)
+        })
+    }
+}
+
+impl TestEnv {
+    /// Starts the daemon on a free port chosen here rather than by the
+    /// daemon: for a `Level` that hides the `listening on` line.
+    pub fn start_quiet(&self) -> Daemon {
+        let addr = format!("127.0.0.1:{}", closed_port());
+        let mut command = Command::new(DAEMON);
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .arg(&self.jobs)
+            .arg(&addr);
+        Daemon::spawn_at(command, addr)
+    }
+}
+
+impl Daemon {
+    /// [`Daemon::spawn`] for a daemon that listens on `addr`, known in
+    /// advance: waits for its first answer there.
+    pub fn spawn_at(mut command: Command, addr: String) -> Daemon {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the daemon");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().unwrap();
+        let log = stderr.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let daemon = Daemon {
+            child: Some(child),
+            addr,
+            stderr,
+        };
+        daemon.wait_for("the first answer", |d| {
+            http(&d.addr, "GET", "/healthz", &[]).ok().map(|_| ())
+        });
+        daemon
     }
 }
