@@ -276,6 +276,10 @@ impl Board {
         let tz = TimeZone::system();
         // More runs than the board keeps come from the history file (with
         // its shorter output tails), never more than it keeps.
+        let runs = match &status.history {
+            Some((_, keep)) => runs.min(*keep),
+            None => runs,
+        };
         let older = match &status.history {
             Some((path, keep)) if runs > status.runs.len() => {
                 let (_, read) = History::open(path.clone(), runs.min(*keep));

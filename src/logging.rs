@@ -48,6 +48,15 @@ impl fmt::Display for LogFileError {
 
 impl std::error::Error for LogFileError {}
 
+/// The log targets of the HTTP client, whose own lines (at debug and
+/// trace) carry the URLs and headers of healthcheck pings and
+/// notifications: secrets. They are never logged.
+const HTTP_CLIENT_TARGETS: [&str; 2] = ["ureq", "rustls"];
+
+fn is_http_client(target: &str) -> bool {
+    HTTP_CLIENT_TARGETS.iter().any(|t| target.starts_with(t))
+}
+
 /// Starts logging to stderr only, at `level`: `--run`, in the foreground
 /// beside a daemon that owns the log file.
 pub fn init_stderr(level: LevelFilter) {
@@ -61,7 +70,9 @@ fn line_format() -> simplelog::Config {
         .set_time_format_rfc3339()
         .set_thread_level(LevelFilter::Off)
         .set_target_level(LevelFilter::Off)
-        .set_location_level(LevelFilter::Off);
+        .set_location_level(LevelFilter::Off)
+        .add_filter_ignore_str(HTTP_CLIENT_TARGETS[0])
+        .add_filter_ignore_str(HTTP_CLIENT_TARGETS[1]);
     let _ = builder.set_time_offset_to_local();
     builder.build()
 }
@@ -138,7 +149,7 @@ struct JournalLogger {
 
 impl log::Log for JournalLogger {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= self.level
+        metadata.level() <= self.level && !is_http_client(metadata.target())
     }
 
     fn log(&self, record: &log::Record) {

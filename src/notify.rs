@@ -15,6 +15,7 @@
 //! `restic_cronned_notifications_failed_total`) and logged with the host
 //! only. At shutdown what is still queued gets 10 s more, then is dropped.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -871,10 +872,11 @@ impl Default for Attempts {
     }
 }
 
-/// How many threads deliver. A job's messages always go through the same
-/// one, in order (a `giveup` arrives before the `recovery`); a dead
-/// receiver holds up only the jobs that share its thread, never a job.
-const THREADS: usize = 2;
+/// The most threads that deliver. Each target (URL) has a thread of its
+/// own, up to this many, so a dead receiver holds up only itself; a
+/// target's messages go in order (a `giveup` arrives before the
+/// `recovery`). Beyond this many targets, they share threads.
+const MAX_THREADS: usize = 8;
 
 /// One message for one target, ready to send.
 struct Delivery {
@@ -904,8 +906,10 @@ struct Workers {
     closed: bool,
     /// Built with the first thread, shared by all.
     agent: Option<ureq::Agent>,
-    /// Each thread's queue; `None` until its first message.
-    queues: Vec<Option<Sender<Delivery>>>,
+    /// Each thread's queue, started as targets need them.
+    queues: Vec<Sender<Delivery>>,
+    /// Which thread delivers to which target URL.
+    by_target: HashMap<String, usize>,
     threads: Vec<JoinHandle<()>>,
     /// Nothing is ever sent on it: dropping it at shutdown wakes the
     /// threads that wait to retry.
@@ -976,7 +980,8 @@ impl Notifier {
         let workers = Workers {
             closed: false,
             agent: None,
-            queues: vec![None; THREADS],
+            queues: Vec::new(),
+            by_target: HashMap::new(),
             threads: Vec::new(),
             stop: Some(stop),
             stopped,
@@ -1083,14 +1088,18 @@ impl NotifySender {
             shared.count_failed();
             return;
         }
-        let index = delivery
-            .job
-            .bytes()
-            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b.into()))
-            % THREADS;
-        let queue = match &workers.queues[index] {
-            Some(queue) => queue.clone(),
-            None => match start_thread(shared, &mut workers, index) {
+        let url = &delivery.request.url;
+        let queue = match workers.by_target.get(url) {
+            Some(&index) => workers.queues[index].clone(),
+            None if workers.queues.len() >= MAX_THREADS => {
+                let index = url
+                    .bytes()
+                    .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b.into()))
+                    % MAX_THREADS;
+                workers.by_target.insert(url.clone(), index);
+                workers.queues[index].clone()
+            }
+            None => match start_thread(shared, &mut workers, url) {
                 Ok(queue) => queue,
                 Err(e) => {
                     // A thread limit (systemd TasksMax) costs this message,
@@ -1111,12 +1120,13 @@ impl NotifySender {
     }
 }
 
-/// Starts delivery thread `index` and returns its queue.
+/// Starts a delivery thread for the target `url` and returns its queue.
 fn start_thread(
     shared: &Arc<Shared>,
     workers: &mut Workers,
-    index: usize,
+    url: &str,
 ) -> std::io::Result<Sender<Delivery>> {
+    let index = workers.queues.len();
     let agent = workers.agent.get_or_insert_with(agent).clone();
     let (queue, deliveries) = unbounded();
     let stopped = workers.stopped.clone();
@@ -1125,7 +1135,8 @@ fn start_thread(
         .name(format!("notify {index}"))
         .spawn(move || deliver_all(&agent, deliveries, &stopped, &thread_shared))?;
     workers.threads.push(thread);
-    workers.queues[index] = Some(queue.clone());
+    workers.queues.push(queue.clone());
+    workers.by_target.insert(url.to_string(), index);
     Ok(queue)
 }
 

@@ -82,7 +82,10 @@ fn a_giveup_then_one_recovery_and_successes_stay_quiet() {
     assert_eq!(rfc3339_ms(&giveup["end"]), rfc3339_ms(&failed_run["end"]));
     let duration = giveup["duration"].as_f64().expect("duration is a number");
     assert!((0.0..5.0).contains(&duration), "{giveup}");
-    assert!(giveup.get("snapshot").is_some(), "no snapshot key in {giveup}");
+    assert!(
+        giveup.get("snapshot").is_some(),
+        "no snapshot key in {giveup}"
+    );
 
     // Fixed: the next success is a recovery.
     fs::remove_file(&flag).unwrap();
