@@ -60,6 +60,9 @@ pub enum Command {
 /// The status page (SPEC §6.4): HTML, CSS and script in one file, with no
 /// external assets.
 const STATUS_PAGE: &str = include_str!("http/page.html");
+/// The opening tag of the page's data block, which [`status_page`] fills
+/// with `/queue`'s JSON.
+const QUEUE_SLOT: &str = "<script type=\"application/json\" id=\"queue\">";
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const JSON: &str = "application/json";
@@ -756,7 +759,7 @@ fn answer(request: &wire::Request, shared: &Shared) -> Reply {
     match route {
         Route::Page { .. } => Reply {
             status: 200,
-            body: STATUS_PAGE.to_string(),
+            body: status_page(&shared.board.queue_json()),
             content_type: HTML,
         },
         Route::Queue => Reply::json(shared.board.queue_json()),
@@ -776,6 +779,20 @@ fn answer(request: &wire::Request, shared: &Shared) -> Reply {
         Route::Refuse(reply) => reply,
         Route::Command(command) => ask_daemon(command, shared),
     }
+}
+
+/// The status page with `queue` (the body of `/queue`) inlined, so the
+/// page draws its first state as it loads rather than after a request a
+/// screenshot or a slow link would wait for.
+///
+/// Inside a `<script>` element the HTML parser looks for `</script` and,
+/// after `<!--`, for `<script`, whatever JSON says; job names, errors and
+/// restic output are in there. In JSON text `<` occurs only inside strings,
+/// where `\u003c` means the same to `JSON.parse`, so with no `<` left
+/// nothing in the data can end the element or change how it is read.
+fn status_page(queue: &str) -> String {
+    let data = queue.trim_end().replace('<', "\\u003c");
+    STATUS_PAGE.replacen(QUEUE_SLOT, &format!("{QUEUE_SLOT}{data}"), 1)
 }
 
 fn ask_daemon(command: Command, shared: &Shared) -> Reply {

@@ -250,6 +250,24 @@ impl Browser {
         }
     }
 
+    /// Lays the page out as on a screen `width` × `height` CSS pixels, a
+    /// phone's (a touch screen at twice the density, and the page's
+    /// `viewport` meta tag honoured) when `phone`.
+    pub fn set_screen(&mut self, width: u32, height: u32, phone: bool) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "mobile": phone,
+                   "deviceScaleFactor": if phone { 2 } else { 1 }}),
+        );
+    }
+
+    /// Makes every request whose URL matches one of `patterns` (`*` for
+    /// any text) fail, as a server that does not answer would.
+    pub fn block_requests(&mut self, patterns: &[&str]) {
+        self.call("Network.enable", json!({}));
+        self.call("Network.setBlockedURLs", json!({"urls": patterns}));
+    }
+
     /// Opens `url` in the page.
     pub fn navigate(&mut self, url: &str) {
         let result = self.call("Page.navigate", json!({"url": url}));
