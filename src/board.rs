@@ -440,6 +440,9 @@ struct QueueEntry<'a> {
     #[serde(rename = "consecutiveFailures")]
     consecutive_failures: u32,
     stale: bool,
+    /// When the running job's run began (absent when it is not running).
+    #[serde(rename = "runningSince", skip_serializing_if = "Option::is_none")]
+    running_since: Option<String>,
     error: Option<&'a str>,
 }
 
@@ -535,6 +538,7 @@ fn queue_entry<'a>(s: &'a JobStatus, tz: &TimeZone) -> QueueEntry<'a> {
         last_success: s.last_success.map(|t| time(t, tz)),
         consecutive_failures: s.consecutive_failures,
         stale: s.stale,
+        running_since: s.running_since.map(|t| time(t, tz)),
         error: s.error.as_deref(),
     }
 }

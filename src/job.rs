@@ -728,7 +728,11 @@ impl Actor {
         };
         self.pending_run = Some(recorded.unwrap_or_else(|| reason.as_str().into()));
         self.persist();
-        self.take_due()
+        let served = self.take_due();
+        // The deadline this run serves is not a next run any more.
+        let next = self.deadlines.next();
+        self.publish(|s| s.next_run = next);
+        served
     }
 
     /// Applies the rules after a run and tells everyone.
