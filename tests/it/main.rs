@@ -23,6 +23,7 @@ mod preconditions; // disks that must be mounted, hosts that must answer: checki
 mod probe; // --check --probe with the real restic: ok, each failure on its line, no lock, nothing written
 mod rccommand; // the client against a live daemon: commands, discovery, exit codes
 mod real_restic; // backups, forgets, stops and locks with real restic 0.14 and 0.18
+mod reasons; // why a run failed, with the real restic: a wrong password, a server that is down
 mod repository; // one restic per repository, restic exit codes, UnlockStale
 mod robustness; // thousands of hostile requests and slow clients; the daemon goes on
 mod run_once; // --run NAME: its line and exit code, no state file, no follow-ups, SIGINT with real restic
