@@ -274,7 +274,7 @@ impl Stderr {
     }
 
     /// The line that says why, without restic's `Fatal: ` in front.
-    fn said(&self) -> Option<&str> {
+    pub fn said(&self) -> Option<&str> {
         let line = self
             .crash
             .as_deref()

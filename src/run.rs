@@ -768,13 +768,19 @@ impl Run {
                 // 130 on SIGINT, 0.18 exits 1).
                 let (outcome, error) = match f.cut {
                     Some(Cut::Stop(by)) => (Outcome::Stopped, Some(by.to_string())),
-                    Some(Cut::Limit(limit)) => (
-                        Outcome::Timeout,
-                        Some(format!(
-                            "timed out after {}",
-                            schedule::format_duration(limit)
-                        )),
-                    ),
+                    Some(Cut::Limit(limit)) => {
+                        // restic 0.18 retries a server that is down for 15
+                        // minutes: what it last said is the real reason.
+                        let after = schedule::format_duration(limit);
+                        let error = match f.stderr.said() {
+                            Some(said) => format!(
+                                "timed out after {after}; restic last said: {}",
+                                restic::mask_credentials(said)
+                            ),
+                            None => format!("timed out after {after}"),
+                        };
+                        (Outcome::Timeout, Some(error))
+                    }
                     None => {
                         // What restic said, not what a hook before it did.
                         let said = &self.output.restic.text;
@@ -1109,6 +1115,9 @@ impl Run {
                     if admitted {
                         info!("[{name}] {line}");
                     }
+                    if let Some(id) = restic::snapshot_in_line(line) {
+                        output.snapshot_line = Some(id.to_string());
+                    }
                     output.tail.push(line);
                     output.restic.push(line);
                 }
@@ -1190,15 +1199,21 @@ struct RunOutput {
     /// restic's own lines of the current attempt, which classify its end.
     restic: Tail,
     summary: Option<Summary>,
+    /// The snapshot restic's text output named (`snapshot 1a2b3c4d saved`).
+    snapshot_line: Option<String>,
     /// When progress was last published.
     published: Option<Instant>,
     log_limit: LineRateLimit,
 }
 
 impl RunOutput {
-    /// The snapshot restic reported in its `--json` summary.
+    /// The snapshot restic reported: the full id of its `--json` summary,
+    /// else the short one of its text output.
     fn snapshot(&self) -> Option<String> {
-        self.summary.as_ref().and_then(|s| s.snapshot_id.clone())
+        self.summary
+            .as_ref()
+            .and_then(|s| s.snapshot_id.clone())
+            .or_else(|| self.snapshot_line.clone())
     }
 }
 
