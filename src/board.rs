@@ -14,7 +14,7 @@ use jiff::tz::TimeZone;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::history::History;
+use crate::history;
 use crate::job_file::{Entry, Job};
 use crate::outcome::{HookRecord, Outcome, Reason, RunRecord};
 use crate::preconditions::Preconditions;
@@ -282,8 +282,7 @@ impl Board {
         };
         let older = match &status.history {
             Some((path, keep)) if runs > status.runs.len() => {
-                let (_, read) = History::open(path.clone(), runs.min(*keep));
-                read.unwrap_or_default()
+                history::read(path, runs.min(*keep)).unwrap_or_default()
             }
             _ => Vec::new(),
         };

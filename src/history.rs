@@ -105,6 +105,61 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// What a history file holds.
+struct Read {
+    /// The runs, oldest first, at most `keep`.
+    runs: Vec<RunRecord>,
+    lines: usize,
+    /// Where a torn last line starts.
+    torn_at: Option<u64>,
+}
+
+/// Reads the runs of the history at `path`, oldest first, at most `keep`;
+/// none when there is no file. Lines that are not runs are skipped. For
+/// readers other than the job's thread (`/job?runs=K`): it changes nothing.
+pub fn read(path: &Path, keep: usize) -> Result<Vec<RunRecord>, Error> {
+    read_file(path, keep.max(1)).map(|read| read.runs)
+}
+
+fn read_file(path: &Path, keep: usize) -> Result<Read, Error> {
+    // Twice `keep` lines before the rewrite, each at most MAX_LINE.
+    let cap = MAX_LINE.saturating_mul(2 * keep as u64 + 1);
+    let bytes = match files::read_capped(path, cap, false) {
+        Ok((bytes, _)) => bytes,
+        Err(CappedReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(Read {
+                runs: Vec::new(),
+                lines: 0,
+                torn_at: None,
+            });
+        }
+        Err(source) => {
+            return Err(Error {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let torn_at = bytes.last().is_some_and(|&b| b != b'\n').then(|| {
+        bytes
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i as u64 + 1)
+    });
+    let text = String::from_utf8_lossy(&bytes);
+    let mut runs: Vec<RunRecord> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Line>(line).ok()?.into_record())
+        .collect();
+    let surplus = runs.len().saturating_sub(keep);
+    runs.drain(..surplus);
+    Ok(Read {
+        runs,
+        lines: text.lines().count(),
+        torn_at,
+    })
+}
+
 /// A job's history file, as its job thread holds it.
 pub struct History {
     path: PathBuf,
@@ -119,8 +174,8 @@ pub struct History {
 impl History {
     /// Opens the history at `path` that keeps `keep` runs, and reads the
     /// runs it holds, oldest first, at most `keep`. A missing file is an
-    /// empty history; lines that are not runs (a torn last line) are
-    /// skipped. Runs on the job's own thread: the file may be large.
+    /// empty history; a torn last line (a power cut) is cut off. Runs on the
+    /// job's own thread, the file's one writer: the file may be large.
     pub fn open(path: PathBuf, keep: usize) -> (History, Result<Vec<RunRecord>, Error>) {
         let keep = keep.max(1);
         let mut history = History {
@@ -129,31 +184,21 @@ impl History {
             lines: 0,
             torn: false,
         };
-        // Twice `keep` lines before the rewrite, each at most MAX_LINE.
-        let cap = MAX_LINE.saturating_mul(2 * keep as u64 + 1);
-        let bytes = match files::read_capped(&history.path, cap, false) {
-            Ok((bytes, _)) => bytes,
-            Err(CappedReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
-                return (history, Ok(Vec::new()));
-            }
-            Err(source) => {
-                let error = Error {
-                    path: history.path.clone(),
-                    source,
-                };
-                return (history, Err(error));
-            }
+        let read = match read_file(&history.path, keep) {
+            Ok(read) => read,
+            Err(e) => return (history, Err(e)),
         };
-        history.torn = bytes.last().is_some_and(|&b| b != b'\n');
-        let text = String::from_utf8_lossy(&bytes);
-        history.lines = text.lines().count();
-        let mut runs: Vec<RunRecord> = text
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Line>(line).ok()?.into_record())
-            .collect();
-        let surplus = runs.len().saturating_sub(keep);
-        runs.drain(..surplus);
-        (history, Ok(runs))
+        history.lines = read.lines;
+        if let Some(whole) = read.torn_at {
+            // Cut the torn line off, so the file holds whole runs only; if
+            // that fails, the next append starts a new line after it.
+            let cut = files::private_open_options()
+                .write(true)
+                .open(&history.path)
+                .and_then(|file| file.set_len(whole));
+            history.torn = cut.is_err();
+        }
+        (history, Ok(read.runs))
     }
 
     /// Appends `run`; once the file holds twice `keep` lines, rewrites it
@@ -188,8 +233,7 @@ impl History {
     /// Rewrites the file with its newest `keep` runs (and `extra`, a line
     /// to append).
     fn rewrite(&mut self, extra: Option<String>) -> Result<(), Error> {
-        let (_, runs) = History::open(self.path.clone(), self.keep);
-        let mut runs: Vec<String> = runs
+        let mut runs: Vec<String> = read(&self.path, self.keep)
             .unwrap_or_default()
             .iter()
             .map(|run| serde_json::to_string(&Line::of(run)).expect("a history line serializes"))
@@ -304,7 +348,8 @@ mod tests {
             .unwrap();
         let (mut history, runs) = History::open(path.clone(), 10);
         assert_eq!(runs.unwrap().len(), 1);
-        // The next append starts a line of its own after the torn one.
+        // The torn line is cut off: the file holds whole runs only.
+        assert!(fs::read_to_string(&path).unwrap().ends_with("}\n"));
         history.append(&run(10, Outcome::Failure)).unwrap();
         let (_, runs) = History::open(path.clone(), 10);
         let outcomes: Vec<Outcome> = runs.unwrap().iter().map(|r| r.outcome).collect();
