@@ -202,7 +202,7 @@ Demo finished. Everything is kept in $tmp:
   jobs/           the job files the daemon ran
   config.json     the daemon's config
   repo/           the restic repository (password in password)
-  state/          the state files (next trigger of each job)
+  state/          the state files (next trigger of each job) and history/ (their runs)
   log/            the daemon's log file, restic-cronned.log
   daemon.stderr   what the daemon printed
 Remove it with: rm -rf $tmp

@@ -49,7 +49,7 @@ pub const DEFAULT_HISTORY_RUNS: usize = 100;
 /// The most `HistoryRuns` may be: a history file holds up to twice as
 /// many runs before it is rewritten, and a run there may be 4 KiB of
 /// output.
-const MAX_HISTORY_RUNS: u64 = 10_000;
+const MAX_HISTORY_RUNS: u64 = 1_000;
 
 /// Which keyring holds repository passwords.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -852,7 +852,7 @@ mod tests {
         for want in [
             "Notify: Url: the URL has no host",
             "Notify: Headers.Authorization: expected a string, found a number",
-            "HistoryRuns: expected a whole number from 1 to 10000, found number 0",
+            "HistoryRuns: expected a whole number from 1 to 1000, found number 0",
         ] {
             assert!(err.contains(want), "{want}\n{err}");
         }
@@ -871,7 +871,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("HistoryRuns: expected a whole number from 1 to 10000, found string"),
+            err.contains("HistoryRuns: expected a whole number from 1 to 1000, found string"),
             "{err}"
         );
     }

@@ -1136,6 +1136,9 @@ impl Daemon {
             .collect();
         let removed = gone.len();
         for file_name in gone {
+            if let Some(slot) = self.slots.get(&file_name) {
+                info!("[{}] removed: {} is gone", slot.entry.name, file_name);
+            }
             self.retire(&file_name);
         }
         let (mut added, mut changed, mut unchanged) = (0, 0, 0);
@@ -1146,6 +1149,7 @@ impl Daemon {
             let result = match self.slots.get(&file_name) {
                 None => {
                     added += 1;
+                    info!("[{}] added from {file_name}", entry.name);
                     self.add(entry)
                 }
                 Some(slot) if slot.entry.job == entry.job && slot.handle.is_some() => {

@@ -638,6 +638,11 @@ impl Actor {
             reason => reason.as_str().into(),
         };
         self.catch_up = false;
+        // The deadline this run serves is no next run, while it checks or
+        // waits for its turn either.
+        let now = Timestamp::now();
+        let next = self.deadlines.next().filter(|d| *d > now);
+        self.publish(|s| s.next_run = next);
         self.resolve_repository();
         let repository = (self.repository.clone(), self.repository_error.clone());
         let (run, progress) = Run::begin(

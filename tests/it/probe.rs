@@ -179,7 +179,7 @@ fn each_failing_probe_is_named_on_its_own_line_and_the_check_fails() {
     assert_eq!(
         lines_of(&stdout, "unmounted"),
         [format!(
-            "error: unmounted: precondition fails: {}: empty directory",
+            "error: unmounted: precondition failed: {}: empty directory",
             unmounted.display()
         )],
         "{stdout}"
