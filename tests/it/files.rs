@@ -729,7 +729,7 @@ fn a_bad_notify_is_named_by_file_position_and_key_never_by_its_url() {
     assert!(
         err.contains(&format!(
             "config file {config}: Notify: item 0: Url: the URL has no host; HistoryRuns: \
-             expected a whole number from 1 to 10000, found number 0"
+             expected a whole number from 1 to 1000, found number 0"
         )),
         "{err}"
     );
