@@ -4,6 +4,7 @@
 //! The address and the token are found as the daemon's users expect: a
 //! flag, else an environment variable, else the daemon's own config file.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::Value;
 
+use crate::command_line;
 use crate::config::{self, Env};
 
 pub const USAGE: &str = "\
@@ -142,34 +144,39 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// Every long option, so that one written with a single dash is refused
+/// with a hint rather than read as a group of short options.
+const LONG_OPTIONS: &[&str] = &["addr", "config", "help", "json", "token", "version"];
+
 /// Parses the command line (without the program name).
-pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, Error> {
+pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Args, Error> {
+    parse_words(args).map_err(Error::Usage)
+}
+
+fn parse_words(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
+    use command_line::Arg::{Long, Short, Value};
     let mut parsed = Args::default();
     let mut positional = Vec::new();
-    let mut args = args.into_iter();
-    let mut options_done = false;
-    while let Some(arg) = args.next() {
-        if options_done || !arg.starts_with('-') || arg == "-" {
-            positional.push(arg);
-            continue;
-        }
-        let (option, inline) = match arg.split_once('=') {
-            Some((option, value)) => (option, Some(value.to_string())),
-            None => (arg.as_str(), None),
-        };
-        let mut value = |what: &str| match inline.clone().or_else(|| args.next()) {
-            Some(v) => Ok(v),
-            None => Err(Error::Usage(format!("{option} needs {what}"))),
-        };
-        match option {
-            "--" if inline.is_none() => options_done = true,
-            "--json" if inline.is_none() => parsed.json = true,
-            "-h" | "--help" if inline.is_none() => parsed.help = true,
-            "-V" | "--version" if inline.is_none() => parsed.version = true,
-            "--addr" => parsed.addr = Some(value("an address")?),
-            "--token" => parsed.token = Some(value("a token")?),
-            "--config" => parsed.config = Some(value("a file")?.into()),
-            _ => return Err(Error::Usage(format!("unknown option {arg:?}"))),
+    let mut parser = command_line::Parser::new(args, LONG_OPTIONS);
+    while let Some(arg) = parser.next_arg()? {
+        match arg {
+            Long("json") => parsed.json = true,
+            Short('h') | Long("help") => parsed.help = true,
+            Short('V') | Long("version") => parsed.version = true,
+            Long("addr") => {
+                let addr = parser.value("an address")?;
+                parsed.addr = Some(command_line::text(addr, "address")?);
+            }
+            Long("token") => {
+                // Never echo it, not even when it is not UTF-8.
+                let token = parser.value("a token")?;
+                let token = token.into_string().map_err(|_| "the token is not UTF-8")?;
+                parsed.token = Some(token);
+            }
+            Long("config") => parsed.config = Some(parser.value("a file")?.into()),
+            // Addresses, commands and job names are UTF-8.
+            Value(value) => positional.push(command_line::text(value, "argument")?),
+            _ => return Err(parser.unknown()),
         }
     }
     if parsed.help || parsed.version {
@@ -180,30 +187,28 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, Error>
     // `:`, commands neither, so a `:` marks the address.
     if let Some(addr) = positional.next_if(|first| first.contains(':')) {
         if parsed.addr.is_some() {
-            return Err(Error::Usage(format!("two addresses: --addr and {addr:?}")));
+            return Err(format!("two addresses: --addr and {addr:?}"));
         }
         parsed.addr = Some(addr);
     }
     let Some(command) = positional.next() else {
-        return Err(Error::Usage("no command given".into()));
+        return Err("no command given".into());
     };
     let Some((_, name_rule)) = COMMANDS.iter().find(|(c, _)| *c == command) else {
-        return Err(Error::Usage(format!("unknown command {command:?}")));
+        return Err(format!("unknown command {command:?}"));
     };
     parsed.name = positional.next();
     match (name_rule, &parsed.name) {
         (Name::Required, None) => {
-            return Err(Error::Usage(format!("{command} needs a job name")));
+            return Err(format!("{command} needs a job name"));
         }
         (Name::No, Some(name)) => {
-            return Err(Error::Usage(format!(
-                "{command} takes no job name (got {name:?})"
-            )));
+            return Err(format!("{command} takes no job name (got {name:?})"));
         }
         _ => {}
     }
     if let Some(extra) = positional.next() {
-        return Err(Error::Usage(format!("unexpected argument {extra:?}")));
+        return Err(format!("unexpected argument {extra:?}"));
     }
     parsed.command = command;
     Ok(parsed)
@@ -656,7 +661,7 @@ mod tests {
     use serde_json::json;
 
     fn args(list: &[&str]) -> Result<Args, Error> {
-        parse_args(list.iter().map(|s| s.to_string()))
+        parse_args(list.iter().map(OsString::from))
     }
 
     #[test]
@@ -691,6 +696,31 @@ mod tests {
         assert!(message(&["--addr", "h:1", "h:2", "queue"]).contains("two addresses"));
         assert_eq!(message(&["--token"]), "--token needs a token");
         assert!(message(&["--bogus", "queue"]).contains("unknown option"));
+        // Flags take no value: `--json=1` is refused, not read as `--json`.
+        assert_eq!(message(&["--json=1", "queue"]), "--json takes no value");
+        assert_eq!(
+            message(&["-json", "queue"]),
+            "unknown option \"-json\" (did you mean \"--json\"?)"
+        );
+    }
+
+    #[test]
+    fn options_take_their_value_either_way_and_a_double_dash_ends_them() {
+        for line in [
+            &["--addr", "h:1", "--token", "t", "--config", "c", "queue"][..],
+            &["--addr=h:1", "--token=t", "--config=c", "queue"],
+        ] {
+            let a = args(line).unwrap();
+            assert_eq!(a.addr.as_deref(), Some("h:1"), "{line:?}");
+            assert_eq!(a.token.as_deref(), Some("t"), "{line:?}");
+            assert_eq!(a.config, Some(PathBuf::from("c")), "{line:?}");
+        }
+        let a = args(&["--", "trigger", "-odd-name"]).unwrap();
+        assert_eq!(a.name.as_deref(), Some("-odd-name"));
+        assert!(matches!(
+            args(&["trigger", "-odd-name"]),
+            Err(Error::Usage(_))
+        ));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use signal_hook::iterator::{Handle as SignalHandle, Signals};
 
 use crate::board::{Board, JobStatus, Status};
 use crate::clock;
+use crate::command_line;
 use crate::config::{self, Config, KeyringChoice, Source};
 use crate::files;
 use crate::healthcheck::{PingSender, Pinger};
@@ -112,29 +113,8 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// A flag of the later Go original (SPEC §1.1), which stands for one of
-/// ours.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Alias {
-    /// `-c`, `--configpath`: `--config`.
-    Config,
-    /// `-j`, `--jobpath`: JOBDIR.
-    JobDir,
-    /// `-p`, `--port`: ADDR.
-    Addr,
-}
-
-/// The later original's flags by their short and long names. Its parser
-/// (kingpin) took `-c X`, `-cX`, `--configpath X` and `--configpath=X`; we
-/// also take `-c=X`, as most parsers read it.
-const ALIASES: &[(&str, &str, Alias)] = &[
-    ("-c", "--configpath", Alias::Config),
-    ("-j", "--jobpath", Alias::JobDir),
-    ("-p", "--port", Alias::Addr),
-];
-
-/// Every long option, to catch one written with a single dash: `-check`
-/// would otherwise read as `-c heck`.
+/// Every long option, so that one written with a single dash is refused:
+/// `-check` would otherwise read as `-c heck`.
 const LONG_OPTIONS: &[&str] = &[
     "check",
     "config",
@@ -147,29 +127,11 @@ const LONG_OPTIONS: &[&str] = &[
     "version",
 ];
 
-/// The alias `text` is, with its value when it is attached (`-cFILE`,
-/// `-c=FILE`, `--configpath=FILE`); `None` as the value when it is the
-/// next argument.
-fn alias_of(text: &str) -> Option<(Alias, Option<&str>)> {
-    ALIASES.iter().find_map(|&(short, long, alias)| {
-        if text == short || text == long {
-            return Some((alias, None));
-        }
-        if let Some(value) = text.strip_prefix(long).and_then(|v| v.strip_prefix('=')) {
-            return Some((alias, Some(value)));
-        }
-        let value = text.strip_prefix(short)?;
-        Some((alias, Some(value.strip_prefix('=').unwrap_or(value))))
-    })
-}
-
 /// The listen address `-p` gives: a bare port is that port on the
 /// loopback address (`8080` is `:8080`), as the later original's users
 /// wrote it; anything else is an address, taken as given.
-fn addr_of_port_flag(value: OsString) -> Result<String, Error> {
-    let value = value
-        .into_string()
-        .map_err(|v| Error::Usage(format!("listen address {v:?} is not UTF-8")))?;
+fn addr_of_port_flag(value: OsString) -> Result<String, String> {
+    let value = command_line::text(value, "listen address")?;
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         Ok(format!(":{value}"))
     } else {
@@ -178,76 +140,44 @@ fn addr_of_port_flag(value: OsString) -> Result<String, Error> {
 }
 
 /// Parses the command line (without the program name).
+///
+/// The later original's flags are aliases (SPEC §1.1): `-c`/`--configpath`
+/// for `--config`, `-j`/`--jobpath` for JOBDIR, `-p`/`--port` for ADDR. Its
+/// parser (kingpin) took `-c X`, `-cX`, `--configpath X` and
+/// `--configpath=X`; the shared grammar also takes `-c=X`.
 pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Args, Error> {
+    parse_words(args).map_err(Error::Usage)
+}
+
+fn parse_words(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
+    use command_line::Arg::{Long, Short, Value};
     let mut parsed = Args::default();
     let mut positional = Vec::new();
     let mut job_dir_flag: Option<PathBuf> = None;
     let mut addr_flag: Option<String> = None;
-    let mut args = args.into_iter();
-    let mut options_done = false;
-    while let Some(arg) = args.next() {
-        // Paths need not be UTF-8; options and the address must be.
-        let Some(text) = arg
-            .to_str()
-            .filter(|t| !options_done && t.starts_with('-') && *t != "-")
-        else {
-            positional.push(arg);
-            continue;
-        };
-        match text {
-            "--" => options_done = true,
-            "--check" => parsed.check = true,
-            "--probe" => parsed.probe = true,
-            "-h" | "--help" => parsed.help = true,
-            "-V" | "--version" => parsed.version = true,
-            "--config" => match args.next() {
-                Some(file) => parsed.config = Some(file.into()),
-                None => return Err(Error::Usage("--config needs a file".into())),
-            },
-            "--run" => match args.next().map(OsString::into_string) {
-                Some(Ok(name)) => parsed.run = Some(name),
-                Some(Err(name)) => {
-                    return Err(Error::Usage(format!("job name {name:?} is not UTF-8")));
-                }
-                None => return Err(Error::Usage("--run needs a job name".into())),
-            },
-            _ => {
-                if let Some(file) = text.strip_prefix("--config=") {
-                    parsed.config = Some(file.into());
-                    continue;
-                }
-                if let Some(name) = text.strip_prefix("--run=") {
-                    parsed.run = Some(name.into());
-                    continue;
-                }
-                let single_dash = text
-                    .strip_prefix('-')
-                    .filter(|word| !word.starts_with('-'))
-                    .map(|word| word.split_once('=').map_or(word, |(name, _)| name));
-                if single_dash.is_some_and(|name| LONG_OPTIONS.contains(&name)) {
-                    return Err(Error::Usage(format!(
-                        "unknown option {text:?} (did you mean \"-{text}\"?)"
-                    )));
-                }
-                let Some((alias, attached)) = alias_of(text) else {
-                    return Err(Error::Usage(format!("unknown option {text:?}")));
-                };
-                let value = match attached {
-                    Some(value) => OsString::from(value),
-                    None => args.next().ok_or_else(|| {
-                        Error::Usage(match alias {
-                            Alias::Config => format!("{text} needs a file or a directory"),
-                            Alias::JobDir => format!("{text} needs a directory"),
-                            Alias::Addr => format!("{text} needs a port or an address"),
-                        })
-                    })?,
-                };
-                match alias {
-                    Alias::Config => parsed.config = Some(value.into()),
-                    Alias::JobDir => job_dir_flag = Some(value.into()),
-                    Alias::Addr => addr_flag = Some(addr_of_port_flag(value)?),
-                }
+    let mut parser = command_line::Parser::new(args, LONG_OPTIONS);
+    while let Some(arg) = parser.next_arg()? {
+        match arg {
+            Long("check") => parsed.check = true,
+            Long("probe") => parsed.probe = true,
+            Short('h') | Long("help") => parsed.help = true,
+            Short('V') | Long("version") => parsed.version = true,
+            Long("config") => parsed.config = Some(parser.value("a file")?.into()),
+            Short('c') | Long("configpath") => {
+                parsed.config = Some(parser.value("a file or a directory")?.into());
             }
+            Short('j') | Long("jobpath") => {
+                job_dir_flag = Some(parser.value("a directory")?.into());
+            }
+            Short('p') | Long("port") => {
+                addr_flag = Some(addr_of_port_flag(parser.value("a port or an address")?)?);
+            }
+            Long("run") => {
+                parsed.run = Some(command_line::text(parser.value("a job name")?, "job name")?);
+            }
+            // Paths need not be UTF-8; the address must be (below).
+            Value(value) => positional.push(value),
+            _ => return Err(parser.unknown()),
         }
     }
     let mut positional = positional.into_iter();
@@ -256,41 +186,34 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Args, Erro
     // wrong would watch the wrong directory or bind the wrong port.
     parsed.job_dir = match (job_dir_flag, positional.next()) {
         (Some(flag), Some(arg)) => {
-            return Err(Error::Usage(format!(
+            return Err(format!(
                 "the job directory is given twice, by -j {flag:?} and as the argument {arg:?}; \
                  give it once (with -j, give the address with -p)"
-            )));
+            ));
         }
         (flag, arg) => flag.or(arg.map(PathBuf::from)),
     };
     let addr = match positional.next() {
-        Some(addr) => match addr.into_string() {
-            Ok(addr) => Some(addr),
-            Err(addr) => {
-                return Err(Error::Usage(format!(
-                    "listen address {addr:?} is not UTF-8"
-                )));
-            }
-        },
+        Some(addr) => Some(command_line::text(addr, "listen address")?),
         None => None,
     };
     parsed.addr = match (addr_flag, addr) {
         (Some(flag), Some(arg)) => {
-            return Err(Error::Usage(format!(
+            return Err(format!(
                 "the listen address is given twice, by -p {flag:?} and as the argument {arg:?}; \
                  give it once"
-            )));
+            ));
         }
         (flag, arg) => flag.or(arg),
     };
     if let Some(extra) = positional.next() {
-        return Err(Error::Usage(format!("unexpected argument {extra:?}")));
+        return Err(format!("unexpected argument {extra:?}"));
     }
     if parsed.probe && !parsed.check {
-        return Err(Error::Usage("--probe works only with --check".into()));
+        return Err("--probe works only with --check".into());
     }
     if parsed.run.is_some() && parsed.check {
-        return Err(Error::Usage("--run and --check do not go together".into()));
+        return Err("--run and --check do not go together".into());
     }
     Ok(parsed)
 }
@@ -1298,6 +1221,35 @@ mod tests {
         assert!(matches!(args(&["--bogus"]), Err(Error::Usage(_))));
         assert!(matches!(args(&["a", "b", "c"]), Err(Error::Usage(_))));
         assert!(matches!(args(&["--config"]), Err(Error::Usage(_))));
+        assert_eq!(usage_error(&["--check=yes"]), "--check takes no value");
+        assert_eq!(usage_error(&["--bogus=1"]), "unknown option \"--bogus=1\"");
+    }
+
+    #[test]
+    fn paths_need_not_be_utf8_but_the_address_and_the_job_name_must() {
+        use std::os::unix::ffi::OsStringExt;
+        let odd = || OsString::from_vec(b"/srv/jobs\xff".to_vec());
+        let parsed = parse_args([
+            OsString::from("--config"),
+            odd(),
+            OsString::from("-j"),
+            odd(),
+        ]);
+        let parsed = parsed.unwrap();
+        assert_eq!(parsed.config, Some(PathBuf::from(odd())));
+        assert_eq!(parsed.job_dir, Some(PathBuf::from(odd())));
+        for line in [
+            vec![OsString::from("jobs"), odd()],
+            vec![OsString::from("-p"), odd()],
+            vec![OsString::from("--run"), odd()],
+        ] {
+            match parse_args(line.clone()) {
+                Err(Error::Usage(message)) => {
+                    assert!(message.contains("is not UTF-8"), "{message}")
+                }
+                other => panic!("{line:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod board;
 pub mod client;
 pub mod clock;
+pub mod command_line;
 pub mod config;
 pub mod cron;
 pub mod daemon;

@@ -8,6 +8,7 @@ use std::fmt;
 use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
 
+use crate::command_line;
 use crate::config::{self, KeyringChoice};
 use crate::keyring::{self, Backend, Keyring, KeyringError, Password};
 
@@ -93,55 +94,44 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// Every long option, so that one written with a single dash is refused
+/// with a hint rather than read as a group of short options.
+const LONG_OPTIONS: &[&str] = &["backend", "config", "help", "version"];
+
 /// Parses the command line (without the program name). Options come
 /// before the action; everything after it is an operand, so a password
 /// may start with `-`.
 pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Args, Error> {
+    parse_words(args).map_err(Error::Usage)
+}
+
+fn parse_words(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
+    use command_line::Arg::{Long, Short, Value};
     let mut parsed = Args::default();
-    // Never echo the argument: it may be the password.
-    let mut args = args.into_iter().enumerate().map(|(i, arg)| {
-        arg.into_string()
-            .map_err(|_| Error::Usage(format!("argument {} is not valid UTF-8", i + 1)))
-    });
     let mut operands = Vec::new();
-    while let Some(arg) = args.next() {
-        let arg = arg?;
-        if !operands.is_empty() || !arg.starts_with('-') || arg == "-" {
-            operands.push(arg);
-            continue;
-        }
-        let (option, inline_value) = match arg.split_once('=') {
-            Some((option, value)) if option.starts_with("--") => (option, Some(value.to_string())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = |name: &str| match inline_value.clone() {
-            Some(value) => Ok(value),
-            None => args
-                .next()
-                .transpose()?
-                .ok_or_else(|| Error::Usage(format!("{name} needs a value"))),
-        };
-        match option {
-            "--" => {
-                for rest in args.by_ref() {
-                    operands.push(rest?);
-                }
-            }
-            "-h" | "--help" => parsed.help = true,
-            "-V" | "--version" => parsed.version = true,
-            "--config" => parsed.config = Some(value("--config")?.into()),
-            "--backend" => {
-                parsed.backend = Some(match value("--backend")?.as_str() {
-                    "secret-service" => Backend::SecretService,
-                    "keyutils" => Backend::Keyutils,
+    let mut parser = command_line::Parser::new(args, LONG_OPTIONS);
+    while let Some(arg) = parser.next_arg()? {
+        match arg {
+            Short('h') | Long("help") => parsed.help = true,
+            Short('V') | Long("version") => parsed.version = true,
+            Long("config") => parsed.config = Some(parser.value("a value")?.into()),
+            Long("backend") => {
+                parsed.backend = Some(match parser.value("a value")?.to_str() {
+                    Some("secret-service") => Backend::SecretService,
+                    Some("keyutils") => Backend::Keyutils,
                     other => {
-                        return Err(Error::Usage(format!(
-                            "unknown backend {other:?}; use secret-service or keyutils"
-                        )));
+                        return Err(format!(
+                            "unknown backend {:?}; use secret-service or keyutils",
+                            other.unwrap_or("(not UTF-8)")
+                        ));
                     }
                 })
             }
-            _ => return Err(Error::Usage(format!("unknown option {arg:?}"))),
+            Value(action) => {
+                operands.push(action);
+                operands.extend(parser.rest()?);
+            }
+            _ => return Err(parser.unknown()),
         }
     }
     if parsed.help || parsed.version {
@@ -149,35 +139,48 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Args, Erro
     }
     let mut operands = operands.into_iter();
     let Some(action) = operands.next() else {
-        return Err(Error::Usage("missing action: set, get or del".into()));
+        return Err("missing action: set, get or del".into());
     };
-    let rest: Vec<String> = operands.collect();
+    let action = command_line::text(action, "action")?;
     let wanted = match action.as_str() {
         "set" => "SERVICE USERNAME [PASSWORD]",
         "get" | "del" => "SERVICE USERNAME",
         _ => {
-            return Err(Error::Usage(format!(
-                "unknown action {action:?}; use set, get or del"
-            )));
+            return Err(format!("unknown action {action:?}; use set, get or del"));
         }
     };
-    let most = if action == "set" { 3 } else { 2 };
-    if rest.len() < 2 || rest.len() > most {
-        return Err(Error::Usage(format!("{action} takes {wanted}")));
-    }
-    for (what, value) in [("SERVICE", &rest[0]), ("USERNAME", &rest[1])] {
+    let (service, username, password) = match (
+        operands.next(),
+        operands.next(),
+        operands.next(),
+        operands.next(),
+    ) {
+        (Some(service), Some(username), password, None)
+            if password.is_none() || action == "set" =>
+        {
+            (service, username, password)
+        }
+        _ => return Err(format!("{action} takes {wanted}")),
+    };
+    // Never echo an operand that is not UTF-8: it may be the password.
+    let text = |value: OsString, what: &str| {
+        value
+            .into_string()
+            .map_err(|_| format!("{what} is not valid UTF-8"))
+    };
+    let service = text(service, "SERVICE")?;
+    let username = text(username, "USERNAME")?;
+    let password = password.map(|p| text(p, "PASSWORD")).transpose()?;
+    for (what, value) in [("SERVICE", &service), ("USERNAME", &username)] {
         if value.is_empty() {
-            return Err(Error::Usage(format!("{what} is empty")));
+            return Err(format!("{what} is empty"));
         }
     }
-    let mut rest = rest.into_iter();
-    let service = rest.next().expect("checked: two operands");
-    let username = rest.next().expect("checked: two operands");
     parsed.action = Some(match action.as_str() {
         "set" => Action::Set {
             service,
             username,
-            password: rest.next().map(Password::new),
+            password: password.map(Password::new),
         },
         "get" => Action::Get { service, username },
         _ => Action::Del { service, username },
@@ -407,6 +410,31 @@ mod tests {
         assert_eq!(
             usage_error(&["--frobnicate", "get"]),
             "unknown option \"--frobnicate\""
+        );
+        assert_eq!(
+            usage_error(&["-backend", "keyutils", "get", "s", "u"]),
+            "unknown option \"-backend\" (did you mean \"--backend\"?)"
+        );
+        assert_eq!(usage_error(&["--help=1"]), "--help takes no value");
+    }
+
+    #[test]
+    fn operands_that_are_not_utf8_are_refused_without_echoing_them() {
+        use std::os::unix::ffi::OsStringExt;
+        let args = ["set", "s", "u"].map(OsString::from);
+        let odd = OsString::from_vec(b"secret\xff".to_vec());
+        match parse_args(args.into_iter().chain([odd])) {
+            Err(Error::Usage(message)) => assert_eq!(message, "PASSWORD is not valid UTF-8"),
+            other => panic!("{other:?}"),
+        }
+        // The config file may be named anything.
+        let config = OsString::from_vec(b"/c\xff".to_vec());
+        let args = [OsString::from("--config"), config.clone()]
+            .into_iter()
+            .chain(["get", "s", "u"].map(OsString::from));
+        assert_eq!(
+            parse_args(args).unwrap().config,
+            Some(PathBuf::from(config))
         );
     }
 

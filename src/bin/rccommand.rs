@@ -7,17 +7,7 @@ use std::process::ExitCode;
 use restic_cronned::client::{self, Error, USAGE};
 
 fn main() -> ExitCode {
-    // Addresses, commands and job names are UTF-8; anything else is a
-    // usage error, not a panic.
-    let args: Result<Vec<String>, _> = std::env::args_os()
-        .skip(1)
-        .map(|a| a.into_string())
-        .collect();
-    let parsed = match args {
-        Ok(args) => client::parse_args(args),
-        Err(arg) => Err(Error::Usage(format!("argument {arg:?} is not UTF-8"))),
-    };
-    let args = match parsed {
+    let args = match client::parse_args(std::env::args_os().skip(1)) {
         Ok(args) => args,
         Err(e) => return fail(&e),
     };

@@ -1,14 +1,18 @@
 //! Property tests with generated input, bounded so CI runs them every time:
-//! the job-file parser, the config parser, the cron parser and the HTTP
-//! router never panic, and every rejection says what is wrong.
+//! the job-file parser, the config parser, the cron parser, the HTTP
+//! router and the three command lines never panic, and every rejection says
+//! what is wrong.
 
+use std::ffi::OsString;
 use std::fs;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 
 use restic_cronned::config;
 use restic_cronned::cron::Calendar;
 use restic_cronned::http::{Method, Route, route};
 use restic_cronned::job_file;
+use restic_cronned::{client, daemon, rckeyutil};
 
 /// A small deterministic generator (xorshift64*), so a failure is
 /// reproducible from the seed in its message.
@@ -226,4 +230,66 @@ fn the_router_never_panics_and_every_refusal_says_why() {
             assert!(reply.body.trim().len() > 3, "case {case}: {method} {url:?}");
         }
     }
+}
+
+/// Words the three command lines are made of: every option in every
+/// spelling, values, the action and command words, and bytes that are not
+/// UTF-8.
+#[rustfmt::skip]
+const WORDS: &[&[u8]] = &[
+    // All three.
+    b"--", b"-", b"=", b"", b"-h", b"-V", b"-hV", b"-x", b"--help", b"--version",
+    b"--config", b"--config=", b"-config",
+    // The daemon.
+    b"-c", b"-j", b"-p", b"--configpath", b"--jobpath=j", b"--port", b"-port=1",
+    b"--check", b"--check=1", b"--probe", b"--run", b"--run=", b"jobs", b":0", b"8080",
+    // rccommand.
+    b"--addr", b"--addr=h:1", b"--token", b"--json", b"--json=1", b"queue", b"trigger",
+    b"reload", b"h:1", b"name",
+    // rckeyutil.
+    b"--backend", b"--backend=keyutils", b"keyutils", b"set", b"get", b"del",
+    // Not UTF-8, alone, in options and in values.
+    b"\xff", b"--\xff", b"-\xff", b"-c\xff", b"--config=\xff", b"\xc3", b"-\xc3\xa9",
+];
+
+#[test]
+fn the_command_lines_never_panic_and_every_usage_error_is_one_line() {
+    let mut rng = Rng(0x5eed_0005);
+    let (mut accepted, mut rejected) = (0, 0);
+    for case in 0..20_000 {
+        let line: Vec<OsString> = (0..rng.below(6))
+            .map(|_| OsString::from_vec(WORDS[rng.below(WORDS.len())].to_vec()))
+            .collect();
+        let one_line = |message: String| {
+            assert!(
+                !message.is_empty() && !message.contains('\n'),
+                "case {case}: {line:?}: {message:?}"
+            );
+        };
+        let messages = [
+            daemon::parse_args(line.clone())
+                .err()
+                .map(|e| e.to_string()),
+            client::parse_args(line.clone())
+                .err()
+                .map(|e| e.to_string()),
+            rckeyutil::parse_args(line.clone())
+                .err()
+                .map(|e| e.to_string()),
+        ];
+        for message in messages {
+            match message {
+                Some(message) => {
+                    rejected += 1;
+                    one_line(message);
+                }
+                None => accepted += 1,
+            }
+        }
+    }
+    // Both paths must be exercised, not only the refusals.
+    assert!(
+        accepted > 2000 && rejected > 20_000,
+        "{accepted} accepted, {rejected} rejected"
+    );
 }
