@@ -43,7 +43,8 @@ pub fn start_children_through_this_binary() {
 }
 
 /// The daemon's binary as a child's first moment: sets the parent-death
-/// signal, puts /dev/null on stdin and execs `PROGRAM ARGS…` (searched in
+/// signal, puts /dev/null on stdin, keeps a reader on its output pipes
+/// for restic's last words, and execs `PROGRAM ARGS…` (searched in
 /// `PATH`, with the environment it was given). `args` follow
 /// [`EXEC_CHILD_ARG`]. Returns only when the exec failed, after writing its
 /// errno on the pipe it found on stdin, where [`RunningChild::start`] reads
@@ -71,6 +72,20 @@ pub fn exec_child(mut args: impl Iterator<Item = OsString>) -> ExitCode {
         if null >= 0 {
             libc::dup2(null, libc::STDIN_FILENO);
             libc::close(null);
+        }
+        // A second read end of each output pipe, kept open into restic: if
+        // the daemon dies, restic's last words after its SIGINT ("signal
+        // interrupt received, cleaning up") find a reader. Without one,
+        // restic 0.14 died of SIGPIPE and left its lock (measured: exit by
+        // signal 13 when its pipe's reader was gone before the SIGINT, exit
+        // 130 and no lock with this); in the daemon that depends on whether
+        // the kernel closes the daemon's files before or after it signals
+        // the job thread's children, so the test for it fails only
+        // sometimes without this. Nobody reads these ends, so a restic that
+        // wrote more than a pipe's 64 KiB after the daemon died would wait
+        // there; while the daemon lives, it reads everything first.
+        for fd in [c"/proc/self/fd/1", c"/proc/self/fd/2"] {
+            libc::open(fd.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK);
         }
         // As std does for its children: Rust ignores SIGPIPE at start, and
         // an ignored signal stays ignored across exec; the mask is the
