@@ -33,7 +33,10 @@ the unit.
 Options:
   --from DIR      install the programs found in DIR instead of building
                   (default: bin/ beside scripts/ in an unpacked release
-                  tarball, else what "cargo build --release" makes)
+                  tarball, else what "cargo build --profile small --target
+                  ARCH-unknown-linux-musl" makes, the static build that
+                  scripts/cross-build packs; "cargo build --release" when
+                  the musl standard library is not installed)
   --prefix DIR    where the programs go, as DIR/bin (default: /usr/local for
                   --system, ~/.local for --user)
   --root DIR      install below DIR instead of / (for packaging and tests):
@@ -300,18 +303,34 @@ if [[ -z $from ]]; then
         # An unpacked release tarball (scripts/cross-build): bin/ is beside scripts/.
         from=$bundle_root/bin
     elif [[ -f $bundle_root/Cargo.toml ]]; then
-        from=$bundle_root/target/release
         if ! command -v cargo >/dev/null && [[ -f $HOME/.cargo/env ]]; then
             # shellcheck disable=SC1091
             . "$HOME/.cargo/env"
         fi
-        if command -v cargo >/dev/null; then
-            note "building: cargo build --release --locked (in $bundle_root)"
-            run cargo build --release --locked --manifest-path "$bundle_root/Cargo.toml"
-        elif [[ -x $from/restic-cronned ]]; then
-            note "no cargo here (as under sudo): installing the build in $from of $(date -r "$from/restic-cronned" '+%F %T')"
+        # The small-machine build (static musl, as scripts/cross-build makes
+        # it) when this machine can build it; else the glibc release build.
+        case $(uname -m) in
+        x86_64) small_target=x86_64-unknown-linux-musl ;;
+        aarch64) small_target=aarch64-unknown-linux-musl ;;
+        armv7l) small_target=armv7-unknown-linux-musleabihf ;;
+        *) small_target="" ;;
+        esac
+        if [[ -n $small_target ]] && command -v cargo >/dev/null &&
+            [[ -d $(rustc --print sysroot)/lib/rustlib/$small_target/lib ]]; then
+            from=$bundle_root/target/$small_target/small
+            note "building: cargo build --profile small --locked --target $small_target (in $bundle_root)"
+            run cargo build --profile small --locked --target "$small_target" --manifest-path "$bundle_root/Cargo.toml"
         else
-            die "cargo not found and nothing built in $from; build first (cargo build --release), then run: sudo $0 --from $from"
+            from=$bundle_root/target/release
+            if command -v cargo >/dev/null; then
+                [[ -n $small_target ]] && note "no Rust standard library for $small_target (rustup target add $small_target): building the glibc build instead"
+                note "building: cargo build --release --locked (in $bundle_root)"
+                run cargo build --release --locked --manifest-path "$bundle_root/Cargo.toml"
+            elif [[ -x $from/restic-cronned ]]; then
+                note "no cargo here (as under sudo): installing the build in $from of $(date -r "$from/restic-cronned" '+%F %T')"
+            else
+                die "cargo not found and nothing built in $from; build first (cargo build --release), then run: sudo $0 --from $from"
+            fi
         fi
     else
         die "no programs to install: use --from DIR"

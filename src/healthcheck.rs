@@ -4,7 +4,7 @@
 //! so a slow or dead ping URL never delays a job; every request has a 10 s
 //! timeout, and a failed ping is logged, never fatal.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -83,74 +83,156 @@ fn tail(text: &str, bytes: usize) -> &str {
 /// thread, and never a job itself.
 const SENDERS: usize = 4;
 
-/// Where jobs queue their pings.
+/// Where jobs queue their pings (cheap to clone).
 #[derive(Clone)]
 pub struct PingSender {
-    queues: Vec<Sender<Ping>>,
+    shared: Arc<Shared>,
 }
 
 impl PingSender {
-    /// Queues `ping` on its job's thread (never blocks).
+    /// Queues `ping` on its job's thread, starting that thread with the
+    /// first ping it gets (never blocks).
     pub fn send(&self, ping: Ping) {
         let index = ping
             .job
             .bytes()
-            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
-        let _ = self.queues[index % self.queues.len()].send(ping);
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b.into()))
+            % SENDERS;
+        let mut workers = self.shared.workers();
+        if workers.closed {
+            warn!(
+                "[{}] shutting down: healthcheck ping to {} not sent",
+                ping.job,
+                without_path(&ping.url)
+            );
+            return;
+        }
+        let queue = match &workers.queues[index] {
+            Some(queue) => queue.clone(),
+            None => match start_thread(&self.shared, &mut workers, index) {
+                Ok(queue) => queue,
+                Err(e) => {
+                    // A thread limit (systemd TasksMax) costs this ping,
+                    // not the job.
+                    warn!(
+                        "[{}] healthcheck ping to {} not sent: cannot start a thread: {e}",
+                        ping.job,
+                        without_path(&ping.url)
+                    );
+                    return;
+                }
+            },
+        };
+        // Unbounded: never blocks.
+        let _ = queue.send(ping);
     }
+}
+
+/// What the pinger, its senders and its threads share.
+struct Shared {
+    /// Set at shutdown: pings still queued after this are dropped, so a
+    /// dead ping URL cannot hold the daemon's exit up for long.
+    give_up_at: OnceLock<Instant>,
+    /// Locked only to queue a ping or start a thread, never while one is
+    /// sent.
+    workers: Mutex<Workers>,
+}
+
+impl Shared {
+    fn workers(&self) -> MutexGuard<'_, Workers> {
+        self.workers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The sending threads, started one by one as pings need them: most
+/// daemons have no job with a `Healthcheck` and start none (as
+/// notifications do, src/notify.rs).
+struct Workers {
+    /// Set when the pinger is dropped: nothing more is queued.
+    closed: bool,
+    /// Built with the first thread, shared by all.
+    agent: Option<ureq::Agent>,
+    /// Each thread's queue; `None` until its first ping.
+    queues: Vec<Option<Sender<Ping>>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 /// The threads that send pings. Dropping it sends what is queued (for at
 /// most [`TIMEOUT`] more), then joins them.
 pub struct Pinger {
-    sender: Option<PingSender>,
-    /// Set at shutdown: pings still queued after this are dropped, so a
-    /// dead ping URL cannot hold the daemon's exit up for long.
-    give_up_at: Arc<OnceLock<Instant>>,
-    threads: Vec<JoinHandle<()>>,
+    shared: Arc<Shared>,
 }
 
 impl Pinger {
+    /// A pinger; it starts no thread until the first ping.
     pub fn spawn() -> std::io::Result<Pinger> {
-        let give_up_at = Arc::new(OnceLock::new());
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(TIMEOUT))
-            .user_agent(concat!("restic-cronned/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
-        let mut queues = Vec::with_capacity(SENDERS);
-        let mut threads = Vec::with_capacity(SENDERS);
-        for i in 0..SENDERS {
-            let (sender, pings) = unbounded();
-            let (deadline, agent) = (give_up_at.clone(), agent.clone());
-            threads.push(
-                thread::Builder::new()
-                    .name(format!("healthcheck {i}"))
-                    .spawn(move || send_all(&agent, pings, &deadline))?,
-            );
-            queues.push(sender);
-        }
         Ok(Pinger {
-            sender: Some(PingSender { queues }),
-            give_up_at,
-            threads,
+            shared: Arc::new(Shared {
+                give_up_at: OnceLock::new(),
+                workers: Mutex::new(Workers {
+                    closed: false,
+                    agent: None,
+                    queues: vec![None; SENDERS],
+                    threads: Vec::new(),
+                }),
+            }),
         })
     }
 
     /// Where jobs queue their pings.
     pub fn sender(&self) -> PingSender {
-        self.sender.clone().expect("the sender lives until drop")
+        PingSender {
+            shared: self.shared.clone(),
+        }
+    }
+
+    #[cfg(test)]
+    fn threads_started(&self) -> usize {
+        self.shared.workers().threads.len()
     }
 }
 
 impl Drop for Pinger {
     fn drop(&mut self) {
-        let _ = self.give_up_at.set(Instant::now() + TIMEOUT);
-        drop(self.sender.take());
-        for thread in self.threads.drain(..) {
+        let shared = &self.shared;
+        let _ = shared.give_up_at.set(Instant::now() + TIMEOUT);
+        let threads = {
+            let mut workers = shared.workers();
+            workers.closed = true;
+            // Senders held by jobs that outlive us queue nothing more, so
+            // dropping these queues ends each thread once it is empty.
+            workers.queues.clear();
+            std::mem::take(&mut workers.threads)
+        };
+        for thread in threads {
             let _ = thread.join();
         }
     }
+}
+
+/// Starts sending thread `index` and returns its queue.
+fn start_thread(
+    shared: &Arc<Shared>,
+    workers: &mut Workers,
+    index: usize,
+) -> std::io::Result<Sender<Ping>> {
+    let agent = workers.agent.get_or_insert_with(agent).clone();
+    let (queue, pings) = unbounded();
+    let thread_shared = shared.clone();
+    let thread = thread::Builder::new()
+        .name(format!("healthcheck {index}"))
+        .spawn(move || send_all(&agent, pings, &thread_shared.give_up_at))?;
+    workers.threads.push(thread);
+    workers.queues[index] = Some(queue.clone());
+    Ok(queue)
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(TIMEOUT))
+        .user_agent(concat!("restic-cronned/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
 }
 
 fn send_all(agent: &ureq::Agent, pings: Receiver<Ping>, give_up_at: &OnceLock<Instant>) {
@@ -247,6 +329,22 @@ mod tests {
             without_path("https://hc-ping.com/uuid/0"),
             "https://hc-ping.com/…"
         );
+    }
+
+    #[test]
+    fn threads_start_with_the_first_ping_and_end_with_the_pinger() {
+        let pinger = Pinger::spawn().unwrap();
+        assert_eq!(pinger.threads_started(), 0, "no thread before a ping");
+        // Port 9 on localhost: refused at once, so the thread is quick.
+        let url = "http://127.0.0.1:9/uuid";
+        pinger.sender().send(Ping::start("a", url));
+        pinger.sender().send(Ping::start("a", url));
+        assert_eq!(pinger.threads_started(), 1, "one thread per queue");
+        let sender = pinger.sender();
+        drop(pinger);
+        // A job that outlives the pinger queues nothing and starts nothing.
+        sender.send(Ping::start("b", url));
+        assert!(sender.shared.workers().threads.is_empty());
     }
 
     #[test]

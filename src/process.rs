@@ -3,12 +3,17 @@
 //! exit reported on a channel of its own, signalled as a group, and always
 //! reaped.
 
-use std::ffi::OsString;
+use std::ffi::{CString, OsString};
 use std::fmt;
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -21,6 +26,147 @@ const MAX_LINE: usize = 4 * 1024;
 /// flood of output costs at most this many lines of memory, whatever its
 /// rate (an unbounded queue grew the daemon by 365 MB in one second of `yes`).
 const OUTPUT_QUEUE: usize = 256;
+
+/// The first argument that makes the daemon's binary start one child in
+/// its place: `restic-cronned --exec-child DAEMON_PID PROGRAM ARGS…`.
+/// Internal, so not in `--help`.
+pub const EXEC_CHILD_ARG: &str = "--exec-child";
+
+/// Whether this process's binary answers [`EXEC_CHILD_ARG`]; set by the
+/// daemon's `main`, never by the unit tests' harness.
+static THROUGH_SHIM: AtomicBool = AtomicBool::new(false);
+
+/// Says that this process's binary answers [`EXEC_CHILD_ARG`] with
+/// [`exec_child`], so children are started through it.
+pub fn start_children_through_this_binary() {
+    THROUGH_SHIM.store(true, Ordering::Relaxed);
+}
+
+/// The daemon's binary as a child's first moment: sets the parent-death
+/// signal, puts /dev/null on stdin, keeps a reader on its output pipes
+/// for restic's last words, and execs `PROGRAM ARGS…` (searched in
+/// `PATH`, with the environment it was given). `args` follow
+/// [`EXEC_CHILD_ARG`]. Returns only when the exec failed, after writing its
+/// errno on the pipe it found on stdin, where [`RunningChild::start`] reads
+/// it: a missing restic fails the start as it did when std forked.
+pub fn exec_child(mut args: impl Iterator<Item = OsString>) -> ExitCode {
+    let parent = args
+        .next()
+        .and_then(|pid| pid.to_str()?.parse::<libc::pid_t>().ok());
+    let argv: Result<Vec<CString>, _> = args.map(|a| CString::new(a.into_vec())).collect();
+    let (Some(parent), Ok(argv)) = (parent, argv) else {
+        return ExitCode::from(2);
+    };
+    if argv.is_empty() {
+        return ExitCode::from(2);
+    }
+    // SAFETY: plain syscalls on this (single-threaded) process's own file
+    // descriptors and signal state; every pointer is to a live value.
+    unsafe {
+        if !set_parent_death_signal(parent) {
+            // The daemon is gone: nothing would supervise the child.
+            return ExitCode::from(127);
+        }
+        let error_pipe = libc::fcntl(libc::STDIN_FILENO, libc::F_DUPFD_CLOEXEC, 3);
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if null >= 0 {
+            libc::dup2(null, libc::STDIN_FILENO);
+            libc::close(null);
+        }
+        // A second read end of each output pipe, kept open into restic: if
+        // the daemon dies, restic's last words after its SIGINT ("signal
+        // interrupt received, cleaning up") find a reader. Without one,
+        // restic 0.14 died of SIGPIPE and left its lock (measured: exit by
+        // signal 13 when its pipe's reader was gone before the SIGINT, exit
+        // 130 and no lock with this); in the daemon that depends on whether
+        // the kernel closes the daemon's files before or after it signals
+        // the job thread's children, so the test for it fails only
+        // sometimes without this. Nobody reads these ends, so a restic that
+        // wrote more than a pipe's 64 KiB after the daemon died would wait
+        // there; while the daemon lives, it reads everything first.
+        for fd in [c"/proc/self/fd/1", c"/proc/self/fd/2"] {
+            libc::open(fd.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK);
+        }
+        // As std does for its children: Rust ignores SIGPIPE at start, and
+        // an ignored signal stays ignored across exec; the mask is the
+        // daemon's.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        // glibc's posix_spawn leaves its internal signals (32 and 33)
+        // ignored in the child, which would outlive the exec too. No
+        // program ignores these itself, so this undoes only what the spawn
+        // did. glibc's sigaction refuses them: the system call it is, with
+        // an all-zero `struct sigaction` (SIG_DFL, no flags, empty mask),
+        // larger than the kernel's on every architecture.
+        #[cfg(target_env = "gnu")]
+        for signal in 32..libc::SIGRTMIN() {
+            let default = [0u64; 4];
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                default.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            );
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        let mut pointers: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        pointers.push(std::ptr::null());
+        libc::execvp(pointers[0], pointers.as_ptr());
+        let errno = io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO);
+        let bytes = errno.to_ne_bytes();
+        libc::write(error_pipe, bytes.as_ptr().cast(), bytes.len());
+    }
+    ExitCode::from(127)
+}
+
+/// If the daemon dies without stopping us (SIGKILL, a crash), the kernel
+/// sends the child SIGINT, so restic removes its lock and ends instead of
+/// running on unsupervised. The setting survives exec. The signal follows
+/// the thread that started the child: the job's thread, which outlives the
+/// run. `false` (after raising SIGINT) when `parent` died before the
+/// setting took effect.
+///
+/// # Safety
+///
+/// Async-signal-safe: only prctl, getppid and raise.
+unsafe fn set_parent_death_signal(parent: libc::pid_t) -> bool {
+    // SAFETY: plain syscalls.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT);
+        if libc::getppid() != parent {
+            libc::raise(libc::SIGINT);
+            return false;
+        }
+    }
+    true
+}
+
+/// A pipe whose both ends close on exec, so other children started
+/// meanwhile don't inherit them.
+fn cloexec_pipe() -> io::Result<(File, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills in two new descriptors, which we own from here.
+    unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])))
+    }
+}
+
+/// The errno of a failed exec, from the shim's pipe: end of file (the
+/// write end closed on a successful exec) is `None`.
+fn exec_error(mut reader: File) -> Option<i32> {
+    let mut errno = [0; 4];
+    match reader.read_exact(&mut errno) {
+        Ok(()) => Some(i32::from_ne_bytes(errno)),
+        Err(_) => None,
+    }
+}
 
 /// Which pipe a line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,38 +229,66 @@ pub struct RunningChild {
 impl RunningChild {
     /// Starts `spec` with stdin from /dev/null in a new process group.
     pub fn start(spec: &Spec) -> io::Result<RunningChild> {
-        let mut command = Command::new(&spec.program);
+        let through_shim = THROUGH_SHIM.load(Ordering::Relaxed);
+        let mut command;
+        let mut exec_errors = None;
+        if through_shim {
+            // The daemon's own binary starts the child (see `exec_child`):
+            // with no `pre_exec`, std takes the posix_spawn (vfork) path,
+            // which does not copy the daemon's mappings as a fork does (a
+            // fork copied those of 1 000 job threads: 4 to 8 ms per run).
+            // /proc/self/exe is this binary even after a package upgrade
+            // replaced the file.
+            command = Command::new("/proc/self/exe");
+            command
+                .arg0("restic-cronned")
+                .arg(EXEC_CHILD_ARG)
+                .arg(std::process::id().to_string())
+                .arg(&spec.program)
+                .args(&spec.args);
+            // The shim's stdin is the pipe on which it reports a failed
+            // exec; it puts /dev/null in its place before the exec.
+            let (reader, writer) = cloexec_pipe()?;
+            command.stdin(Stdio::from(writer));
+            exec_errors = Some(reader);
+        } else {
+            // A program that links this library without answering
+            // `--exec-child` (the unit tests): fork, set the parent-death
+            // signal in the child, exec.
+            command = Command::new(&spec.program);
+            command.args(&spec.args).stdin(Stdio::null());
+            let parent = std::process::id() as libc::pid_t;
+            // SAFETY: prctl, getppid and raise are async-signal-safe, and the
+            // closure touches no memory of the parent.
+            unsafe {
+                command.pre_exec(move || {
+                    // Exec'd all the same, as before the shim existed.
+                    let _ = set_parent_death_signal(parent);
+                    Ok(())
+                });
+            }
+        }
         command
-            .args(&spec.args)
             .current_dir(&spec.cwd)
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Its own group, so a stop reaches ssh or rclone started by
             // restic, and a Ctrl-C on the daemon's terminal doesn't.
             .process_group(0);
-        // If the daemon dies without stopping us (SIGKILL, a crash), the
-        // kernel sends restic SIGINT, so it removes its lock and ends
-        // instead of running on unsupervised. The signal follows the thread
-        // that started the child: the job's thread, which outlives the run.
-        let parent = std::process::id() as libc::pid_t;
-        // SAFETY: prctl, getppid and raise are async-signal-safe, and the
-        // closure touches no memory of the parent.
-        unsafe {
-            command.pre_exec(move || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT);
-                if libc::getppid() != parent {
-                    // The daemon died before prctl took effect.
-                    libc::raise(libc::SIGINT);
-                }
-                Ok(())
-            });
-        }
         for key in &spec.env_remove {
             command.env_remove(key);
         }
         command.envs(spec.env.iter().map(|(k, v)| (k, v)));
         let mut child = command.spawn()?;
+        // The command holds our copy of the pipe's write end: closing it
+        // lets the read below see end of file once the shim has exec'd.
+        drop(command);
+        if let Some(reader) = exec_errors
+            && let Some(errno) = exec_error(reader)
+        {
+            let _ = child.wait();
+            return Err(io::Error::from_raw_os_error(errno));
+        }
         let (sender, output) = bounded(OUTPUT_QUEUE);
         let (exit_sender, exited) = bounded(1);
         let stdout = child.stdout.take().expect("stdout was piped");

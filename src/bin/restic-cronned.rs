@@ -4,9 +4,17 @@
 use std::process::ExitCode;
 
 use restic_cronned::daemon::{self, Error, USAGE};
+use restic_cronned::process;
 
 fn main() -> ExitCode {
-    let args = match daemon::parse_args(std::env::args_os().skip(1)) {
+    let mut args = std::env::args_os().skip(1).peekable();
+    // The daemon starts each child through its own binary (src/process.rs):
+    // this answers before anything else runs.
+    if args.next_if(|arg| arg == process::EXEC_CHILD_ARG).is_some() {
+        return process::exec_child(args);
+    }
+    process::start_children_through_this_binary();
+    let args = match daemon::parse_args(args) {
         Ok(args) => args,
         Err(e) => return fail(&e),
     };

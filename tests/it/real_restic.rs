@@ -342,6 +342,27 @@ impl Feed {
         let mut file = self.file.take().expect("the feed is open");
         file.write_all(data).unwrap();
     }
+
+    /// Writes a line and waits (bounded) until restic has read it: then it
+    /// is past taking its lock and handles SIGINT by removing it (restic
+    /// 0.14 interrupted while it takes its lock leaves it behind).
+    pub fn wait_until_restic_reads(&mut self) {
+        use std::os::fd::AsRawFd;
+        let file = self.file.as_mut().expect("the feed is open");
+        file.write_all(b"-- a line of the dump\n").unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let mut unread: libc::c_int = 0;
+            // SAFETY: FIONREAD writes one int, which we own.
+            let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::FIONREAD, &mut unread) };
+            assert_eq!(rc, 0, "FIONREAD on the feed");
+            if unread == 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "restic did not read its feed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 fn mkfifo(path: &Path) {
@@ -370,6 +391,7 @@ test_with_each_restic!(
     stopping_a_real_backup_leaves_no_lock,
     a_timeout_during_a_real_backup_leaves_no_lock,
     a_daemon_shutdown_during_a_real_backup_leaves_no_lock,
+    a_daemon_killed_during_a_real_backup_takes_restic_with_it_and_leaves_no_lock,
     a_backup_and_a_forget_on_one_repository_never_overlap,
     a_stale_lock_from_a_killed_restic_is_locked_and_unlock_stale_recovers,
     a_json_backup_shows_its_progress_and_keeps_its_summary,
@@ -507,6 +529,31 @@ fn a_daemon_shutdown_during_a_real_backup_leaves_no_lock(restic: &Restic) {
     let state = env.read_state("long");
     assert!(state.get("ConsecutiveFailures").is_none(), "{state}");
     assert!(state["LastRun"].is_string(), "{state}");
+}
+
+/// A crash or `kill -9` of the daemon: restic gets SIGINT from the kernel
+/// (its parent-death signal, set before restic's exec), removes its lock and
+/// ends, though nobody reads its output any more.
+fn a_daemon_killed_during_a_real_backup_takes_restic_with_it_and_leaves_no_lock(restic: &Restic) {
+    let env = TestEnv::new();
+    let repo = Repo::init(&env, restic);
+    env.write_job("long", &repo.held_backup_job("long", json!({})));
+    let mut feed = repo.feed();
+    let mut daemon = env.start();
+    start_held_backup(&daemon, &repo, "long");
+    feed.wait_until_restic_reads();
+    daemon.signal(libc::SIGKILL);
+    daemon.wait_exit();
+    let deadline = Instant::now() + PATIENCE;
+    while repo.has_lock_file() {
+        assert!(
+            Instant::now() < deadline,
+            "restic outlived its daemon or left its lock"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(repo.locks().trim(), "", "the daemon's death left a lock");
+    assert!(repo.snapshots().is_empty());
 }
 
 /// Whether restic's output shows it handled the SIGINT itself. The SIGINT
