@@ -551,7 +551,8 @@ fn probe_jobs(config: &Config, entries: &[Entry]) -> usize {
 /// contend for it).
 fn limit_malloc_arenas() {
     // SAFETY: mallopt only changes allocator settings; called before any
-    // thread but main exists.
+    // thread but main exists. glibc only: musl's malloc has no arenas.
+    #[cfg(target_env = "gnu")]
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
@@ -560,7 +561,9 @@ fn limit_malloc_arenas() {
 /// Gives memory that loading job files used and freed back to the system,
 /// so the idle daemon does not keep the high-water mark of a (re)load.
 fn release_free_memory() {
-    // SAFETY: malloc_trim only returns free memory to the system.
+    // SAFETY: malloc_trim only returns free memory to the system. glibc
+    // only: musl's malloc returns freed memory by itself.
+    #[cfg(target_env = "gnu")]
     unsafe {
         libc::malloc_trim(0);
     }
