@@ -319,7 +319,10 @@ if [[ -z $from ]]; then
             [[ -d $(rustc --print sysroot)/lib/rustlib/$small_target/lib ]]; then
             from=$bundle_root/target/$small_target/small
             note "building: cargo build --profile small --locked --target $small_target (in $bundle_root)"
-            run cargo build --profile small --locked --target "$small_target" --manifest-path "$bundle_root/Cargo.toml"
+            # shellcheck source=scripts/small-build.sh
+            . "$bundle_root/scripts/small-build.sh"
+            run small_build_env cargo build --config "$bundle_root/scripts/small-build.toml" \
+                --profile small --locked --target "$small_target" --manifest-path "$bundle_root/Cargo.toml"
         else
             from=$bundle_root/target/release
             if command -v cargo >/dev/null; then
