@@ -260,9 +260,10 @@ impl Board {
         overview
     }
 
-    /// The body of `/job?name=NAME`: the job's `/queue` entry plus `runs`,
-    /// its last [`RUNS_KEPT`] runs newest first with their output tails.
-    /// `None` when no job has that name.
+    /// The body of `/job?name=NAME&runs=K`: the job's `/queue` entry plus
+    /// `runs`, its last K runs (at most `HistoryRuns`; beyond the
+    /// [`RUNS_KEPT`] in memory from its history file) newest first with
+    /// their output tails. `None` when no job has that name.
     pub fn job_json(&self, name: &str, runs: usize) -> Option<String> {
         #[derive(Serialize)]
         struct JobDetail<'a> {

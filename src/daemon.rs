@@ -22,13 +22,14 @@ use crate::config::{self, Config, KeyringChoice, Source};
 use crate::files;
 use crate::healthcheck::{PingSender, Pinger};
 use crate::http::{Access, Command, Envelope, HttpServer, Reply};
-use crate::job::{self, Context, Control, JobHandle, Notice};
+use crate::job::{self, Control, JobHandle, Notice};
 use crate::job_file::{self, Entry, Job};
 use crate::keyring::{self, Keyring, SessionKeyring};
 use crate::logging;
 use crate::notify::{self, NotifySender};
 use crate::outcome::Reason;
 use crate::probe;
+use crate::run::Context;
 use crate::schedule::{self, Saved, Schedule};
 use crate::service::{self, Notifier};
 use crate::state;
@@ -320,14 +321,29 @@ fn run_one(config: &Config, config_warnings: &[String], name: &str) -> Result<()
         notifications.sender(),
         false,
     );
-    // A history file made by another user (root running `--run` against a
-    // service's StateDir) would lock the daemon out of it.
-    if let Some(owner) = foreign_owner(&config.state_dir) {
-        warn!(
-            "not recording this run in the history: {} belongs to uid {owner}; run --run as \
-             that user (e.g. runuser -u restic-cronned -- restic-cronned --run {name})",
-            config.state_dir.display()
-        );
+    // The run goes into the history the daemon keeps, in a StateDir the
+    // daemon made and checked: `--run` makes none, and writes no file
+    // another user (root running `--run` against a service's StateDir)
+    // would lock the daemon out of.
+    let state_dir = &config.state_dir;
+    let no_history = if !state_dir.is_dir() {
+        Some(format!(
+            "{} does not exist yet (the daemon makes it)",
+            state_dir.display()
+        ))
+    } else if let Some(owner) = foreign_owner(state_dir) {
+        Some(format!(
+            "{} belongs to uid {owner}; run --run as that user (e.g. runuser -u \
+             restic-cronned -- restic-cronned --run {name})",
+            state_dir.display()
+        ))
+    } else {
+        files::check_private_dir("StateDir", state_dir)
+            .err()
+            .map(|e| e.to_string())
+    };
+    if let Some(why) = no_history {
+        warn!("not recording this run in the history: {why}");
         context.history_runs = 0;
     }
     let context = Arc::new(context);
@@ -384,6 +400,10 @@ fn foreign_owner(dir: &std::path::Path) -> Option<u32> {
     let owner = std::fs::metadata(dir).ok()?.uid();
     (owner != me).then_some(owner)
 }
+
+/// How long healthcheck pings and notifications still queued when the
+/// jobs have ended may take at shutdown, all together.
+const DELIVERY_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How often the clock watcher compares the clocks: a minute; the debug
 /// builds the tests run take `RESTIC_CRONNED_CLOCK_CHECK_MS`, so a test can
@@ -626,9 +646,9 @@ struct Daemon {
     /// what the watchdog is for.
     watchdog: Receiver<std::time::Instant>,
     /// Last: they send the end pings and notifications of the runs the
-    /// shutdown stopped; held only to be dropped (joined) then.
-    _pinger: Pinger,
-    _notifications: notify::Notifier,
+    /// shutdown stopped, within one grace period (`shutdown`).
+    pinger: Pinger,
+    notifications: notify::Notifier,
 }
 
 impl Daemon {
@@ -707,8 +727,8 @@ impl Daemon {
                 .watchdog_interval()
                 .map_or_else(crossbeam_channel::never, crossbeam_channel::tick),
             notifier,
-            _pinger: pinger,
-            _notifications: notifications,
+            pinger,
+            notifications,
         };
         let entries =
             job_file::load_dir(&daemon.context.job_dir).map_err(|e| Error::Setup(e.to_string()))?;
@@ -827,9 +847,23 @@ impl Daemon {
             warn!("{warning}");
         }
         let mut result = Ok(());
+        // A removed job of this name whose thread is still ending hands
+        // over to the new one.
+        let predecessor = match &entry.job {
+            Ok(_) => self
+                .retiring
+                .iter()
+                .position(|h| h.name().as_str() == entry.name)
+                .map(|i| self.retiring.swap_remove(i)),
+            Err(_) => None,
+        };
         let handle = match &entry.job {
-            Ok(job) => match JobHandle::spawn(job.clone(), file_name.clone(), self.context.clone())
-            {
+            Ok(job) => match JobHandle::spawn(
+                job.clone(),
+                file_name.clone(),
+                self.context.clone(),
+                predecessor,
+            ) {
                 Ok(handle) => Some(handle),
                 Err(e) => {
                     let error = format!(
@@ -1070,7 +1104,8 @@ impl Daemon {
         let (mut added, mut changed, mut unchanged) = (0, 0, 0);
         let mut not_started = Vec::new();
         // A renamed job must not meet its old name still running elsewhere:
-        // removals above happen first.
+        // removals above happen first, and a new thread for a name whose old
+        // thread is still ending waits for it (`Daemon::add`).
         for (file_name, entry) in std::mem::take(&mut new) {
             let result = match self.slots.get(&file_name) {
                 None => {
@@ -1104,13 +1139,18 @@ impl Daemon {
     /// Stops the HTTP server, then every job (in parallel), and waits.
     fn shutdown(&mut self) {
         drop(self.http.take());
-        for slot in self.slots.values() {
-            if let Some(handle) = &slot.handle {
-                handle.send(Control::Shutdown);
-            }
+        // Removed jobs still ending hear it too: their hooks hurry as well.
+        let handles = self.slots.values().filter_map(|s| s.handle.as_ref());
+        for handle in handles.chain(&self.retiring) {
+            handle.send(Control::Shutdown);
         }
         self.slots.clear();
         self.retiring.clear();
+        // The jobs are done: what they queued gets one grace period, for
+        // pings and notifications together (SPEC §6.5: 10 s).
+        let give_up_at = std::time::Instant::now() + DELIVERY_GRACE;
+        self.pinger.give_up_at(give_up_at);
+        self.notifications.give_up_at(give_up_at);
         if let Some((handle, thread)) = self.signal_thread.take() {
             handle.close();
             let _ = thread.join();

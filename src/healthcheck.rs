@@ -12,6 +12,7 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 use log::{debug, warn};
 
 use crate::outcome::{Outcome, RunRecord};
+use crate::process;
 
 /// The most a request may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,7 +46,7 @@ impl Ping {
             (Outcome::Warning | Outcome::Failure | Outcome::Locked, Some(code)) => code.to_string(),
             _ => "fail".to_string(),
         };
-        let mut body = tail(&run.output_tail, BODY_BYTES).to_string();
+        let mut body = process::last_bytes(&run.output_tail, BODY_BYTES).to_string();
         if let Some(error) = &run.error {
             body.push_str(&format!(
                 "restic-cronned: {}: {error}\n",
@@ -67,15 +68,6 @@ fn join(base: &str, what: &str) -> String {
         None => (base, String::new()),
     };
     format!("{}/{what}{query}", path.trim_end_matches('/'))
-}
-
-/// The last `bytes` of `text`, cut at a character boundary.
-fn tail(text: &str, bytes: usize) -> &str {
-    let mut start = text.len().saturating_sub(bytes);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
 }
 
 /// How many threads send pings. A job's pings always go through the same
@@ -192,6 +184,14 @@ impl Pinger {
     }
 }
 
+impl Pinger {
+    /// At shutdown: what is not sent by `at` is dropped (the first deadline
+    /// set counts; dropping the pinger sets one [`TIMEOUT`] from then).
+    pub fn give_up_at(&self, at: Instant) {
+        let _ = self.shared.give_up_at.set(at);
+    }
+}
+
 impl Drop for Pinger {
     fn drop(&mut self) {
         let shared = &self.shared;
@@ -237,17 +237,36 @@ fn agent() -> ureq::Agent {
 
 fn send_all(agent: &ureq::Agent, pings: Receiver<Ping>, give_up_at: &OnceLock<Instant>) {
     for ping in pings {
-        if give_up_at.get().is_some_and(|at| Instant::now() > *at) {
+        // At shutdown a ping gets what is left of the grace, not a fresh
+        // timeout.
+        let left = match give_up_at.get() {
+            None => Some(TIMEOUT),
+            Some(at) => at
+                .checked_duration_since(Instant::now())
+                .filter(|left| !left.is_zero())
+                .map(|left| left.min(TIMEOUT)),
+        };
+        let Some(timeout) = left else {
             warn!(
                 "[{}] shutting down: healthcheck ping to {} not sent",
                 ping.job,
                 without_path(&ping.url)
             );
             continue;
-        }
+        };
         let result = match &ping.body {
-            None => agent.get(&ping.url).call(),
-            Some(body) => agent.post(&ping.url).send(body.as_bytes()),
+            None => agent
+                .get(&ping.url)
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
+                .call(),
+            Some(body) => agent
+                .post(&ping.url)
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
+                .send(body.as_bytes()),
         };
         // The path holds the check's secret UUID: logs name the host only.
         let host = without_path(&ping.url);

@@ -5,28 +5,32 @@
 //! twice that. A torn last line (a power cut during an append) is skipped.
 
 use std::fmt;
-use std::io::{self, Write};
+use std::io::{self, Read as _, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
+use log::warn;
 use serde::{Deserialize, Serialize};
 
 use crate::files::{self, CappedReadError};
 use crate::outcome::{HookRecord, Outcome, Reason, RunRecord};
+use crate::process;
 use crate::progress::Summary;
 use crate::state::local_rfc3339;
 
-/// `HistoryRuns` when the config does not say.
-pub const DEFAULT_RUNS: usize = 100;
 /// How much of a run's output a history line keeps.
 pub const OUTPUT_BYTES: usize = 4 * 1024;
 /// The most one line may take on reading (the output tail, an error and
 /// a summary are a few KiB): a longer one is not ours.
 const MAX_LINE: u64 = 64 * 1024;
 
+/// The folder in the StateDir that holds the history files (so no job may
+/// be called that).
+pub const DIR: &str = "history";
+
 /// The history file of job `name`.
 pub fn path(state_dir: &Path, name: &str) -> PathBuf {
-    state_dir.join("history").join(format!("{name}.jsonl"))
+    state_dir.join(DIR).join(format!("{name}.jsonl"))
 }
 
 /// One line of a history file.
@@ -61,7 +65,7 @@ impl Line {
             hooks: run.hooks.clone(),
             snapshot: run.snapshot.clone(),
             summary: run.summary.clone(),
-            output_tail: last_bytes(&run.output_tail, OUTPUT_BYTES).to_string(),
+            output_tail: process::last_bytes(&run.output_tail, OUTPUT_BYTES).to_string(),
         }
     }
 
@@ -79,15 +83,6 @@ impl Line {
             hooks: self.hooks,
         })
     }
-}
-
-/// The last `bytes` of `text`, cut at a character boundary.
-fn last_bytes(text: &str, bytes: usize) -> &str {
-    let mut start = text.len().saturating_sub(bytes);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
 }
 
 /// A history file that could not be read or written.
@@ -126,6 +121,12 @@ fn read_file(path: &Path, keep: usize) -> Result<Read, Error> {
     let cap = MAX_LINE.saturating_mul(2 * keep as u64 + 1);
     let bytes = match files::read_capped(path, cap, false) {
         Ok((bytes, _)) => bytes,
+        // Larger than `keep` allows (HistoryRuns was lowered): its end
+        // holds the runs that are kept.
+        Err(CappedReadError::TooLarge { .. }) => read_end(path, cap).map_err(|e| Error {
+            path: path.to_path_buf(),
+            source: CappedReadError::Io(e),
+        })?,
         Err(CappedReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
             return Ok(Read {
                 runs: Vec::new(),
@@ -158,6 +159,22 @@ fn read_file(path: &Path, keep: usize) -> Result<Read, Error> {
         lines: text.lines().count(),
         torn_at,
     })
+}
+
+/// The last `cap` bytes of the regular file at `path`, from the first
+/// whole line on.
+fn read_end(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
+    let mut file = files::private_open_options().read(true).open(path)?;
+    let len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(cap)))?;
+    let mut bytes = Vec::new();
+    file.take(cap).read_to_end(&mut bytes)?;
+    if len > cap
+        && let Some(end) = bytes.iter().position(|&b| b == b'\n')
+    {
+        bytes.drain(..=end);
+    }
+    Ok(bytes)
 }
 
 /// A job's history file, as its job thread holds it.
@@ -215,7 +232,12 @@ impl History {
             source: CappedReadError::Io(e),
         };
         if self.lines + 1 >= 2 * self.keep {
-            return self.rewrite(Some(line));
+            match read(&self.path, self.keep) {
+                Ok(runs) => return self.rewrite(runs, &line),
+                // Never cut to nothing what could not be read: append, and
+                // try again next time.
+                Err(e) => warn!("{e}; the file is not cut to HistoryRuns this time"),
+            }
         }
         let dir = self.path.parent().unwrap_or(Path::new("."));
         files::make_dirs_private(dir).map_err(|e| io_error(dir, e))?;
@@ -230,16 +252,13 @@ impl History {
         Ok(())
     }
 
-    /// Rewrites the file with its newest `keep` runs (and `extra`, a line
-    /// to append).
-    fn rewrite(&mut self, extra: Option<String>) -> Result<(), Error> {
-        let mut runs: Vec<String> = read(&self.path, self.keep)
-            .unwrap_or_default()
+    /// Rewrites the file with the newest `keep` of `runs` and `line`.
+    fn rewrite(&mut self, runs: Vec<RunRecord>, line: &str) -> Result<(), Error> {
+        let mut runs: Vec<String> = runs
             .iter()
             .map(|run| serde_json::to_string(&Line::of(run)).expect("a history line serializes"))
             .collect();
-        let extra = extra.map(|line| line.trim().to_string());
-        runs.extend(extra);
+        runs.push(line.trim().to_string());
         let surplus = runs.len().saturating_sub(self.keep);
         runs.drain(..surplus);
         let mut text = runs.join("\n");
@@ -335,6 +354,27 @@ mod tests {
         history.append(&run(60, Outcome::Success)).unwrap();
         let (_, runs) = History::open(path.clone(), 2);
         assert_eq!(runs.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_file_larger_than_history_runs_allows_is_cut_to_its_newest_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path(dir.path(), "job");
+        let (mut history, _) = History::open(path.clone(), 1000);
+        for i in 0..300 {
+            history.append(&run(i * 10, Outcome::Success)).unwrap();
+        }
+        // HistoryRuns lowered to 5: far more than twice 5 lines of 64 KiB.
+        let (mut history, runs) = History::open(path.clone(), 5);
+        assert_eq!(runs.unwrap().len(), 5);
+        history.append(&run(3000, Outcome::Failure)).unwrap();
+        let (_, runs) = History::open(path.clone(), 5);
+        let starts: Vec<i64> = runs
+            .unwrap()
+            .iter()
+            .map(|r| r.start.as_second() - 1_700_000_000)
+            .collect();
+        assert_eq!(starts, [2960, 2970, 2980, 2990, 3000]);
     }
 
     #[test]

@@ -22,8 +22,7 @@ use crate::notify::Message;
 use crate::outcome::{Outcome, Reason, RunRecord};
 use crate::restic::{self, Repository, RepositorySource};
 use crate::rules::{self, Counters, Decision, Ended, GiveUp, Policy};
-pub use crate::run::{Context, restic_spec};
-use crate::run::{Entry, Progress, Run, Stop};
+use crate::run::{BoardEntry, Context, Progress, Run, Stop};
 use crate::schedule::{self, Deadlines, Saved};
 use crate::state::{self, State};
 
@@ -74,6 +73,7 @@ pub enum Notice {
 
 /// The daemon's handle on a job thread.
 pub struct JobHandle {
+    name: JobName,
     control: Sender<Control>,
     trigger: Sender<Reason>,
     thread: Option<JoinHandle<()>>,
@@ -82,12 +82,16 @@ pub struct JobHandle {
 
 impl JobHandle {
     /// Publishes `job` on the board under `file_name` and starts its thread.
-    /// `Err` when the system refuses the thread (`TasksMax`, `ulimit -u`);
-    /// the caller then shows the job as invalid with that error.
+    /// `predecessor`: the thread of a job of the same name that was removed
+    /// and may still be ending (its hooks, its state file); the new thread
+    /// waits for it before it reads the job's files. `Err` when the system
+    /// refuses the thread (`TasksMax`, `ulimit -u`); the caller then shows
+    /// the job as invalid with that error.
     pub fn spawn(
         job: Arc<Job>,
         file_name: String,
         context: Arc<Context>,
+        predecessor: Option<JobHandle>,
     ) -> std::io::Result<JobHandle> {
         static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
         let owner = NEXT_OWNER.fetch_add(1, Ordering::Relaxed);
@@ -98,17 +102,27 @@ impl JobHandle {
         context
             .board
             .insert(&file_name, JobStatus::new(owner, job.clone()));
-        let name = job.name.to_string();
+        let name = job.name.clone();
         let mut actor = Actor::new(job, file_name, owner, context, control, trigger);
-        // The start rules run here, on the caller's thread: the job's own
-        // thread then only ever waits and runs restic, so it stays small (a
-        // thousand idle jobs cost a thousand idle stacks and little else).
-        actor.start(false);
+        // The start rules run here, on the caller's thread, when nothing
+        // else may be writing the job's files: the job's own thread then
+        // only waits and runs, so it stays small (a thousand idle jobs cost
+        // a thousand idle stacks and little else).
+        if predecessor.is_none() {
+            actor.start(false);
+        }
         let thread = thread::Builder::new()
             .name(format!("job {name}"))
             .stack_size(512 * 1024)
-            .spawn(move || actor.run())?;
+            .spawn(move || {
+                if let Some(predecessor) = predecessor {
+                    drop(predecessor);
+                    actor.start(false);
+                }
+                actor.run()
+            })?;
         Ok(JobHandle {
+            name,
             control: control_sender,
             trigger: trigger_sender,
             thread: Some(thread),
@@ -127,6 +141,10 @@ impl JobHandle {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
         }
+    }
+
+    pub fn name(&self) -> &JobName {
+        &self.name
     }
 
     /// Whether the thread has ended.
@@ -171,6 +189,15 @@ pub fn run_once(
     actor.last_record.take()
 }
 
+/// What the rules need to know of a run beyond its record.
+struct RunEnd {
+    /// The deadlines it served.
+    served: Deadlines,
+    wrong_password: bool,
+    /// The daemon's shutdown stopped it: it runs again after the next start.
+    by_shutdown: bool,
+}
+
 enum Wake {
     Control(Control),
     Trigger(Reason),
@@ -181,7 +208,7 @@ enum Wake {
 
 struct Actor {
     job: Arc<Job>,
-    entry: Entry,
+    entry: BoardEntry,
     context: Arc<Context>,
     control: Receiver<Control>,
     trigger: Receiver<Reason>,
@@ -234,7 +261,7 @@ impl Actor {
     ) -> Actor {
         Actor {
             job,
-            entry: Entry {
+            entry: BoardEntry {
                 board: context.board.clone(),
                 file_name,
                 owner,
@@ -267,6 +294,14 @@ impl Actor {
 
     fn run(mut self) {
         self.open_history();
+        if self.job.stale_after.is_some() && self.first_seen.is_none() {
+            // A job that has never succeeded is stale `StaleAfter` after
+            // the daemon first saw it, across restarts. Written here, not
+            // at start on the supervisor: a thousand fsyncs would hold up
+            // every answer.
+            self.first_seen = Some(Timestamp::now());
+            self.persist();
+        }
         self.check_stale(Timestamp::now());
         self.resolve_repository();
         while let Some(event) = self.next_event() {
@@ -579,11 +614,7 @@ impl Actor {
             ),
             None => info!("[{}] runs only when triggered", self.job.name),
         }
-        // A job seen for the first time is stale `StaleAfter` from now
-        // until it succeeds, across restarts.
-        let first_sight = self.first_seen.is_none();
-        self.first_seen.get_or_insert(now);
-        if saved == Saved::Unreadable || first_sight {
+        if saved == Saved::Unreadable {
             self.persist();
         }
         let (last_run, last_success) = (self.last_run, self.last_success);
@@ -668,12 +699,20 @@ impl Actor {
                     progress = run.work();
                     continue;
                 }
-                Progress::Abandoned => return self.handle_deferred(),
+                Progress::Abandoned => {
+                    self.abandoned(reason, run.stopped_by_shutdown());
+                    return self.handle_deferred();
+                }
                 Progress::Finished(record) => {
                     // A skipped run never had its turn: it serves what is
                     // due now.
                     let served = served.unwrap_or_else(|| self.take_due());
-                    return self.finish(*record, served, run.wrong_password());
+                    let ended = RunEnd {
+                        served,
+                        wrong_password: run.wrong_password(),
+                        by_shutdown: run.stopped_by_shutdown(),
+                    };
+                    return self.finish(*record, ended);
                 }
             }
             let inputs = run.inputs();
@@ -740,14 +779,32 @@ impl Actor {
         served
     }
 
+    /// A run that a stop ended before its turn (while it checked or waited
+    /// for its repository): a stop by someone ends it for good, also when
+    /// it was the run the daemon's last end interrupted; the daemon's
+    /// shutdown leaves it pending, so it runs after the next start, whatever
+    /// started it.
+    fn abandoned(&mut self, reason: Reason, by_shutdown: bool) {
+        let pending = by_shutdown.then(|| {
+            self.pending_run
+                .clone()
+                .unwrap_or_else(|| reason.as_str().into())
+        });
+        if pending != self.pending_run {
+            self.pending_run = pending;
+            self.persist();
+        }
+    }
+
     /// Applies the rules after a run and tells everyone.
-    fn finish(&mut self, record: RunRecord, served: Deadlines, wrong_password: bool) -> bool {
+    fn finish(&mut self, record: RunRecord, run: RunEnd) -> bool {
         let name = self.job.name.clone();
         log_run_ended(&name, &record);
-        let by_shutdown = self
-            .after_run
-            .iter()
-            .any(|c| matches!(c, Control::Shutdown));
+        let RunEnd {
+            served,
+            wrong_password,
+            by_shutdown,
+        } = run;
         let policy = Policy {
             schedule: self.job.schedule.as_ref(),
             retry_timer: self.job.retry_timer.as_ref(),

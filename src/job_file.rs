@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::files::{self, CappedReadError};
 use crate::healthcheck;
+use crate::history;
 use crate::hook::{self, HookCommand, HookName, Hooks};
 use crate::json::{self, Echo, Object, Position, describe};
 use crate::notify::{self, Target};
@@ -98,6 +99,13 @@ impl JobName {
             return Err(format!(
                 "JobName {name:?} is not valid: use 1 to 100 of A-Z a-z 0-9 . _ - \
                  and do not start with a dot"
+            ));
+        }
+        if name == history::DIR {
+            // StateDir/history is where the runs of every job are kept.
+            return Err(format!(
+                "JobName {name:?} is reserved: the StateDir keeps every job's runs in a \
+                 folder of that name; choose another name"
             ));
         }
         Ok(JobName(name.to_string()))

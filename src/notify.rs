@@ -1029,6 +1029,15 @@ impl Notifier {
     }
 }
 
+impl Notifier {
+    /// At shutdown: what is not delivered by `at` is dropped (the first
+    /// deadline set counts; dropping the notifier sets one
+    /// [`Attempts::shutdown_grace`] from then).
+    pub fn give_up_at(&self, at: Instant) {
+        let _ = self.shared.give_up_at.set(at);
+    }
+}
+
 impl Drop for Notifier {
     fn drop(&mut self) {
         let shared = &self.shared;

@@ -84,20 +84,6 @@ impl Reason {
             Reason::Run => "run",
         }
     }
-
-    /// The reason as [`Reason::as_str`] wrote it; `None` for anything else.
-    pub fn parse(text: &str) -> Option<Reason> {
-        [
-            Reason::Schedule,
-            Reason::Retry,
-            Reason::Trigger,
-            Reason::NextJob,
-            Reason::CatchUp,
-            Reason::Run,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == text)
-    }
 }
 
 /// One hook of a run, as its record keeps it (SPEC §4.1).
@@ -152,27 +138,6 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    /// A run that ended before restic started, or without it.
-    pub fn without_restic(
-        start: Timestamp,
-        reason: Reason,
-        outcome: Outcome,
-        error: String,
-    ) -> RunRecord {
-        RunRecord {
-            start,
-            end: Timestamp::now().max(start),
-            reason,
-            outcome,
-            exit_code: None,
-            error: Some(error),
-            output_tail: String::new(),
-            summary: None,
-            snapshot: None,
-            hooks: Vec::new(),
-        }
-    }
-
     pub fn duration(&self) -> Duration {
         self.end.duration_since(self.start).unsigned_abs()
     }

@@ -385,6 +385,15 @@ fn spawn_reader(
         })
 }
 
+/// The last `bytes` of `text`, cut at a character boundary.
+pub fn last_bytes(text: &str, bytes: usize) -> &str {
+    let mut start = text.len().saturating_sub(bytes);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
 /// A line as it may be logged and shown: valid UTF-8, without its line end,
 /// without ANSI escape sequences (`ESC[2K` and colours, which restic writes
 /// around its progress) and without other control characters, which could

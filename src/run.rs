@@ -24,7 +24,7 @@ use crate::logging::LineRateLimit;
 use crate::notify::{NotifySender, Target};
 use crate::outcome::{HookRecord, Outcome, Reason, RunRecord};
 use crate::preconditions::{self, Preconditions};
-use crate::process::{Output, RunningChild, Spec, Stream, describe_status};
+use crate::process::{self, Output, RunningChild, Spec, Stream, describe_status};
 use crate::progress::{self, Summary};
 use crate::restic::{self, Repository};
 use crate::schedule;
@@ -80,13 +80,13 @@ pub struct Context {
 
 /// A job's entry on the board, which only the job itself writes.
 #[derive(Clone)]
-pub struct Entry {
+pub struct BoardEntry {
     pub board: Board,
     pub file_name: String,
     pub owner: u64,
 }
 
-impl Entry {
+impl BoardEntry {
     pub fn publish(&self, change: impl FnOnce(&mut JobStatus)) {
         self.board.update(&self.file_name, self.owner, change);
     }
@@ -288,7 +288,7 @@ impl Following {
 pub struct Run {
     job: Arc<Job>,
     context: Arc<Context>,
-    entry: Entry,
+    entry: BoardEntry,
     reason: Reason,
     /// How the run-started line says why it runs (`retry 2`).
     why: String,
@@ -302,6 +302,8 @@ pub struct Run {
     retried_after_unlock: bool,
     /// restic said the password is wrong: no retry can fix that.
     wrong_password: bool,
+    /// The daemon is ending: hooks after restic get `StopGrace`.
+    hurry: bool,
     // The record being built.
     start: Timestamp,
     end: Timestamp,
@@ -319,7 +321,7 @@ impl Run {
     pub fn begin(
         job: Arc<Job>,
         context: Arc<Context>,
-        entry: Entry,
+        entry: BoardEntry,
         reason: Reason,
         why: String,
         repository: (Option<Repository>, Option<String>),
@@ -339,6 +341,7 @@ impl Run {
             spec: None,
             retried_after_unlock: false,
             wrong_password: false,
+            hurry: false,
             start: now,
             end: now,
             outcome: Outcome::Success,
@@ -603,13 +606,11 @@ impl Run {
     /// A stop, restart, removal or shutdown: ends the run before its turn,
     /// stops `Before` or restic, and lets the rest finish.
     pub fn interrupt(&mut self, stop: Stop) -> Progress {
-        // The first reason stays; a shutdown after a stop still counts.
-        let first = self.stop.unwrap_or(stop);
-        let stop = Stop {
-            by: first.by,
-            shutdown: first.shutdown || stop.shutdown,
-        };
-        self.stop = Some(stop);
+        // The first reason stays (a run someone stopped was stopped, even
+        // when the daemon ends before its hooks do); a shutdown after it
+        // still hurries the hooks.
+        self.hurry |= stop.shutdown;
+        let stop = *self.stop.get_or_insert(stop);
         let stop_grace = self.context.stop_grace;
         match &mut self.phase {
             Phase::Checking { .. } | Phase::Pausing { .. } | Phase::Queued(_) => {
@@ -622,7 +623,7 @@ impl Run {
                 Progress::Busy
             }
             Phase::Child(f) => {
-                if stop.shutdown && matches!(f.task, Task::Hook(_)) {
+                if self.hurry && matches!(f.task, Task::Hook(_)) {
                     // The daemon is ending: a hook after restic gets the
                     // stop grace, then SIGTERM, then SIGKILL, so the
                     // shutdown stays within the unit's TimeoutStopSec.
@@ -641,6 +642,12 @@ impl Run {
     /// Whether restic said the password is wrong.
     pub fn wrong_password(&self) -> bool {
         self.wrong_password
+    }
+
+    /// Whether the daemon's shutdown stopped the run (first): it runs
+    /// again after the next start.
+    pub fn stopped_by_shutdown(&self) -> bool {
+        self.stop.is_some_and(|s| s.shutdown)
     }
 
     pub fn on_output(&mut self, output: Result<Output, crossbeam_channel::RecvError>) -> Progress {
@@ -894,7 +901,7 @@ impl Run {
         info!("[{job}] hook {}: started", name.key());
         match RunningChild::start(&spec) {
             Ok(child) => {
-                let hurry = self.stop.is_some_and(|s| s.shutdown) && name != HookName::Before;
+                let hurry = self.hurry && name != HookName::Before;
                 let mut limit = self.job.hook_timeout;
                 if hurry {
                     limit = limit.min(self.context.stop_grace);
@@ -1235,13 +1242,8 @@ impl Tail {
     }
 
     fn trim(&mut self) {
-        if self.text.len() > TAIL_BYTES {
-            let mut cut = self.text.len() - TAIL_BYTES;
-            while !self.text.is_char_boundary(cut) {
-                cut += 1;
-            }
-            self.text.drain(..cut);
-        }
+        let cut = self.text.len() - process::last_bytes(&self.text, TAIL_BYTES).len();
+        self.text.drain(..cut);
     }
 
     /// The last [`TAIL_BYTES`].

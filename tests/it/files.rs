@@ -735,3 +735,17 @@ fn a_bad_notify_is_named_by_file_position_and_key_never_by_its_url() {
     );
     assert!(!err.contains(secret), "{err}");
 }
+
+#[test]
+fn a_job_may_not_be_called_history_where_every_jobs_runs_are_kept() {
+    let env = TestEnv::new();
+    env.write_job("history", &env.fake_job("history", &[], json!({})));
+    env.write_job("other", &env.fake_job("other", &[], json!({})));
+    let (code, out) = env.check();
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("JobName \"history\" is reserved: the StateDir keeps every job's runs"),
+        "{out}"
+    );
+    assert!(out.contains("ok: other"), "{out}");
+}

@@ -140,3 +140,67 @@ fn a_run_sigterm_interrupted_runs_again_after_the_next_start() {
     assert_eq!(starts(&env, "trig"), 2);
     assert!(daemon.terminate().success());
 }
+
+#[test]
+fn a_run_someone_stopped_stays_stopped_when_the_daemon_ends_during_its_after_hook() {
+    let env = TestEnv::new();
+    // The After hook outlasts the stop, so the daemon's SIGTERM comes while
+    // the stopped run is still ending.
+    env.write_job(
+        "x",
+        &flaky_job(&env, "x", "0", "-", json!({"After": "exec sleep 30"})),
+    );
+    let mut daemon = env.start();
+    assert_eq!(daemon.get("/trigger?name=x").0, 200);
+    wait_record(&daemon, &env, "start x 0");
+    assert_eq!(daemon.get("/stop?name=x").0, 200);
+    daemon.wait_stderr("[x] hook After: started");
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.wait_exit().success());
+    assert!(
+        pending(&env, "x").is_null(),
+        "the stopped run would run again: {}",
+        env.read_state("x")
+    );
+}
+
+#[test]
+fn a_resumed_run_someone_stops_while_it_checks_is_over_for_good() {
+    let env = TestEnv::new();
+    let unmounted = env.dir.path().join("usb");
+    fs::create_dir(&unmounted).unwrap();
+    env.write_job(
+        "x",
+        &flaky_job(
+            &env,
+            "x",
+            "-",
+            "-",
+            json!({
+                "regularTimer": "1h",
+                "Preconditions": {"PathsMust": [unmounted]},
+                "CheckPrecondsEvery": "1h",
+                "CheckPrecondsMaxTimes": 3,
+            }),
+        ),
+    );
+    // The daemon's last end interrupted a run of x.
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_mins(30);
+    env.write_state(
+        "x",
+        &format!("{{\"NextTrigger\":\"{at}\",\"PendingRun\":\"trigger\"}}"),
+    );
+    let daemon = env.start();
+    daemon.wait_for("x to check its disk", |d| {
+        (d.job("x")["status"] == "checking").then_some(())
+    });
+    assert_eq!(daemon.get("/stop?name=x").0, 200);
+    daemon.wait_for("x to stop", |d| {
+        (d.job("x")["status"] == "stopped").then_some(())
+    });
+    assert!(
+        pending(&env, "x").is_null(),
+        "the stopped run would run again: {}",
+        env.read_state("x")
+    );
+}
