@@ -235,7 +235,10 @@ pub fn load(path: Option<&Path>, env: Env) -> Result<(Config, Source, Vec<String
     let (max_size_in, max_size_key) = spelled(&top, &log, "LogConf.MaxSize", "LogMaxSize");
 
     // Without HOME the defaults cannot be made: a key that needs one then
-    // fails (below) instead of becoming a path under `/`.
+    // fails (below) instead of becoming a path under `/`. HOME is read from
+    // `env`, as `$HOME` in values is, and not with the `home` crate: its
+    // fallback to the passwd entry would turn a service started without
+    // HOME into one that writes below a directory nobody named.
     let home = env("HOME");
     let home = home.as_deref();
     let config = Config {
