@@ -235,7 +235,10 @@ pub fn load(path: Option<&Path>, env: Env) -> Result<(Config, Source, Vec<String
     let (max_size_in, max_size_key) = spelled(&top, &log, "LogConf.MaxSize", "LogMaxSize");
 
     // Without HOME the defaults cannot be made: a key that needs one then
-    // fails (below) instead of becoming a path under `/`.
+    // fails (below) instead of becoming a path under `/`. HOME is read from
+    // `env`, as `$HOME` in values is, and not with the `home` crate: its
+    // fallback to the passwd entry would turn a service started without
+    // HOME into one that writes below a directory nobody named.
     let home = env("HOME");
     let home = home.as_deref();
     let config = Config {
@@ -542,15 +545,42 @@ impl Reader<'_> {
 impl Config {
     /// The API token: `TokenFile`'s trimmed content, else `Token`; `None`
     /// when neither is set. `Err` names a token file that cannot be read.
-    pub fn api_token(&self) -> Result<Option<String>, String> {
+    pub fn api_token(&self) -> Result<Option<String>, TokenFileError> {
         let token = match &self.token_file {
             Some(path) => fs::read_to_string(path)
-                .map_err(|e| format!("cannot read SrvConf.TokenFile {}: {e}", path.display()))?
+                .map_err(|source| TokenFileError {
+                    path: path.clone(),
+                    source,
+                })?
                 .trim()
                 .to_string(),
             None => self.token.trim().to_string(),
         };
         Ok(Some(token).filter(|t| !t.is_empty()))
+    }
+}
+
+/// `SrvConf.TokenFile` could not be read.
+#[derive(Debug)]
+pub struct TokenFileError {
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+impl fmt::Display for TokenFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot read SrvConf.TokenFile {}: {}",
+            self.path.display(),
+            self.source
+        )
+    }
+}
+
+impl std::error::Error for TokenFileError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
     }
 }
 
@@ -585,33 +615,80 @@ pub fn expand_vars(raw: &str, env: Env) -> Result<String, String> {
     Ok(out)
 }
 
+/// A listen address that cannot be used, as it was written.
+#[derive(Debug)]
+pub struct AddrError {
+    pub addr: String,
+    pub kind: AddrErrorKind,
+}
+
+#[derive(Debug)]
+pub enum AddrErrorKind {
+    /// `8080` rather than `:8080`.
+    NoPort,
+    /// What follows the last `:` is not a port number.
+    NotAPort(String),
+    /// The host resolves, but to nothing.
+    NoAddress,
+    /// The host does not resolve.
+    Resolve(io::Error),
+}
+
+impl fmt::Display for AddrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let addr = &self.addr;
+        match &self.kind {
+            AddrErrorKind::NoPort => write!(
+                f,
+                "listen address {addr:?} has no port; write \":{addr}\" for the loopback address"
+            ),
+            AddrErrorKind::NotAPort(port) => {
+                write!(f, "listen address {addr:?}: {port:?} is not a port number")
+            }
+            AddrErrorKind::NoAddress => {
+                write!(f, "listen address {addr:?} resolves to no address")
+            }
+            AddrErrorKind::Resolve(e) => write!(f, "listen address {addr:?}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for AddrError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            AddrErrorKind::Resolve(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// Parses a listen address: `HOST:PORT`, `[V6]:PORT`, or `:PORT` (loopback
 /// only). `Ok(None)`: empty, no server.
-pub fn parse_addr(addr: &str) -> Result<Option<SocketAddr>, String> {
+pub fn parse_addr(addr: &str) -> Result<Option<SocketAddr>, AddrError> {
     let addr = addr.trim();
     if addr.is_empty() {
         return Ok(None);
     }
+    let error = |kind| AddrError {
+        addr: addr.to_string(),
+        kind,
+    };
     let full = match addr.strip_prefix(':') {
         Some(port) => format!("127.0.0.1:{port}"),
         None => addr.to_string(),
     };
     let Some((_, port)) = full.rsplit_once(':') else {
-        return Err(format!(
-            "listen address {addr:?} has no port; write \":{addr}\" for the loopback address"
-        ));
+        return Err(error(AddrErrorKind::NoPort));
     };
     if port.parse::<u16>().is_err() {
-        return Err(format!(
-            "listen address {addr:?}: {port:?} is not a port number"
-        ));
+        return Err(error(AddrErrorKind::NotAPort(port.to_string())));
     }
     match full.to_socket_addrs() {
-        Ok(mut addrs) => match addrs.next() {
-            Some(a) => Ok(Some(a)),
-            None => Err(format!("listen address {addr:?} resolves to no address")),
-        },
-        Err(e) => Err(format!("listen address {addr:?}: {e}")),
+        Ok(mut addrs) => addrs
+            .next()
+            .map(Some)
+            .ok_or_else(|| error(AddrErrorKind::NoAddress)),
+        Err(e) => Err(error(AddrErrorKind::Resolve(e))),
     }
 }
 

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
+use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -87,32 +88,133 @@ pub struct Args {
     pub addr: Option<String>,
 }
 
-/// Why the daemon stopped or could not start; `main` maps it to an exit code.
+/// Why the daemon stopped or could not start; `main` prints it and exits
+/// with [`Error::exit_code`].
 #[derive(Debug)]
 pub enum Error {
     /// Bad command line (exit 2).
     Usage(String),
-    /// Bad config or job directory (exit 2).
-    Setup(String),
+    /// The config file cannot be used (exit 2).
+    Config(config::ConfigError),
+    /// Neither JOBDIR nor JobPath, and no HOME to make a default (exit 2).
+    NoJobDir,
+    /// The listen address of ADDR, `-p` or the config (exit 2).
+    ListenAddress(config::AddrError),
+    /// `SrvConf.TokenFile` cannot be read (exit 2).
+    TokenFile(config::TokenFileError),
+    /// `LogDir` or `StateDir` cannot be made or is not safe (exit 2).
+    PrivateDir(files::DirError),
+    /// The log file cannot be opened (exit 2).
+    LogFile(logging::LogFileError),
+    /// The job directory cannot be read (exit 2).
+    JobDir(job_file::DirError),
+    /// `--run NAME` names no job in `dir` (exit 2).
+    NoSuchJob {
+        name: String,
+        dir: PathBuf,
+        jobs: Vec<String>,
+    },
+    /// `--run NAME` names a job whose file has problems (exit 2).
+    InvalidJob { name: String, problems: Vec<String> },
     /// `--check` found problems (exit 1; they were printed).
     CheckFailed,
     /// The run of `--run` did not succeed (exit 1; it was printed).
     RunFailed,
-    /// A fatal error at run time (exit 1).
-    Runtime(String),
+    /// The system refused a thread the daemon needs (exit 1).
+    Thread {
+        /// Which thread, as in "the clock thread".
+        what: &'static str,
+        source: io::Error,
+    },
+    /// The signal handlers cannot be installed (exit 1).
+    Signals(io::Error),
+    /// The listen address cannot be bound (exit 1).
+    Listen {
+        addr: std::net::SocketAddr,
+        source: io::Error,
+    },
+    /// The HTTP server cannot start (exit 1).
+    Http(crate::http::SpawnError),
+}
+
+impl Error {
+    /// 2 for what the user can fix in the command line, config or job
+    /// files; 1 for everything else (SPEC §1).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_)
+            | Error::Config(_)
+            | Error::NoJobDir
+            | Error::ListenAddress(_)
+            | Error::TokenFile(_)
+            | Error::PrivateDir(_)
+            | Error::LogFile(_)
+            | Error::JobDir(_)
+            | Error::NoSuchJob { .. }
+            | Error::InvalidJob { .. } => 2,
+            Error::CheckFailed
+            | Error::RunFailed
+            | Error::Thread { .. }
+            | Error::Signals(_)
+            | Error::Listen { .. }
+            | Error::Http(_) => 1,
+        }
+    }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Usage(m) | Error::Setup(m) | Error::Runtime(m) => f.write_str(m),
+            Error::Usage(m) => f.write_str(m),
+            Error::Config(e) => e.fmt(f),
+            Error::NoJobDir => f.write_str(
+                "no job directory: give JOBDIR, or JobPath in the config (HOME is not set)",
+            ),
+            Error::ListenAddress(e) => e.fmt(f),
+            Error::TokenFile(e) => e.fmt(f),
+            Error::PrivateDir(e) => e.fmt(f),
+            Error::LogFile(e) => e.fmt(f),
+            Error::JobDir(e) => e.fmt(f),
+            Error::NoSuchJob { name, dir, jobs } => write!(
+                f,
+                "no job named {name:?} in {} (jobs: {})",
+                dir.display(),
+                if jobs.is_empty() {
+                    "none".into()
+                } else {
+                    jobs.join(", ")
+                }
+            ),
+            Error::InvalidJob { name, problems } => {
+                write!(f, "job {name} is invalid: {}", problems.join("; "))
+            }
             Error::CheckFailed => f.write_str("the check found problems"),
             Error::RunFailed => f.write_str("the run did not succeed"),
+            Error::Thread { what, source } => write!(f, "cannot start the {what} thread: {source}"),
+            Error::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
+            Error::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            Error::Http(e) => e.fmt(f),
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Config(e) => Some(e),
+            Error::ListenAddress(e) => Some(e),
+            Error::TokenFile(e) => Some(e),
+            Error::PrivateDir(e) => Some(e),
+            Error::LogFile(e) => Some(e),
+            Error::JobDir(e) => Some(e),
+            Error::Thread { source, .. }
+            | Error::Signals(source)
+            | Error::Listen { source, .. } => Some(source),
+            Error::Http(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Every long option, so that one written with a single dash is refused:
 /// `-check` would otherwise read as `-c heck`.
@@ -223,17 +325,15 @@ fn parse_words(args: impl IntoIterator<Item = OsString>) -> Result<Args, String>
 pub fn run(args: Args) -> Result<(), Error> {
     let env = |name: &str| std::env::var(name).ok();
     let (mut config, source, warnings) =
-        config::load(args.config.as_deref(), &env).map_err(|e| Error::Setup(e.to_string()))?;
+        config::load(args.config.as_deref(), &env).map_err(Error::Config)?;
     if let Some(dir) = args.job_dir {
         config.job_path = dir;
     }
     if config.job_path.as_os_str().is_empty() {
-        return Err(Error::Setup(
-            "no job directory: give JOBDIR, or JobPath in the config (HOME is not set)".into(),
-        ));
+        return Err(Error::NoJobDir);
     }
     if let Some(addr) = args.addr {
-        config::parse_addr(&addr).map_err(Error::Setup)?;
+        config::parse_addr(&addr).map_err(Error::ListenAddress)?;
         config.addr = addr;
     }
     if args.check {
@@ -246,9 +346,9 @@ pub fn run(args: Args) -> Result<(), Error> {
     // Everything we write lives in these two; nobody else may plant links
     // in them (SPEC §9).
     for (what, dir) in private_dirs(&config) {
-        files::make_private_dir(what, dir).map_err(|e| Error::Setup(e.to_string()))?;
+        files::make_private_dir(what, dir).map_err(Error::PrivateDir)?;
     }
-    logging::init(&config).map_err(|e| Error::Setup(e.to_string()))?;
+    logging::init(&config).map_err(Error::LogFile)?;
     match &source {
         Source::File(path) => info!("config from {}", path.display()),
         Source::Defaults(path) => info!("no config file at {}; using defaults", path.display()),
@@ -257,7 +357,7 @@ pub fn run(args: Args) -> Result<(), Error> {
         warn!("config: {warning}");
     }
     join_session_keyring(&config);
-    job_file::check_dir(&config.job_path).map_err(|e| Error::Setup(e.to_string()))?;
+    job_file::check_dir(&config.job_path).map_err(Error::JobDir)?;
     Daemon::start(config)?.run()
 }
 
@@ -284,32 +384,28 @@ fn run_one(config: &Config, config_warnings: &[String], name: &str) -> Result<()
     for warning in config_warnings {
         warn!("config: {warning}");
     }
-    let entries = job_file::load_dir(&config.job_path).map_err(|e| Error::Setup(e.to_string()))?;
+    let entries = job_file::load_dir(&config.job_path).map_err(Error::JobDir)?;
     let Some(entry) = entries.iter().find(|e| e.name == name) else {
-        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
-        return Err(Error::Setup(format!(
-            "no job named {name:?} in {} (jobs: {})",
-            config.job_path.display(),
-            if names.is_empty() {
-                "none".into()
-            } else {
-                names.join(", ")
-            }
-        )));
+        return Err(Error::NoSuchJob {
+            name: name.to_string(),
+            dir: config.job_path.clone(),
+            jobs: entries.iter().map(|e| e.name.clone()).collect(),
+        });
     };
     let job = match &entry.job {
         Ok(job) => job.clone(),
         Err(problems) => {
-            let problems: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-            return Err(Error::Setup(format!(
-                "job {name} is invalid: {}",
-                problems.join("; ")
-            )));
+            return Err(Error::InvalidJob {
+                name: name.to_string(),
+                problems: problems.iter().map(|p| p.to_string()).collect(),
+            });
         }
     };
     join_session_keyring(config);
-    let pinger = Pinger::spawn()
-        .map_err(|e| Error::Runtime(format!("cannot start the healthcheck thread: {e}")))?;
+    let pinger = Pinger::spawn().map_err(|source| Error::Thread {
+        what: "healthcheck",
+        source,
+    })?;
     let notifications = notify::Notifier::new();
     // Nobody reads the notices: `--run` starts no other job.
     let board = Board::new(&job_dir(config).display().to_string());
@@ -348,8 +444,7 @@ fn run_one(config: &Config, config_warnings: &[String], name: &str) -> Result<()
     }
     let context = Arc::new(context);
     let (control_sender, control) = unbounded();
-    let mut signals = Signals::new([SIGINT, SIGTERM])
-        .map_err(|e| Error::Runtime(format!("cannot handle signals: {e}")))?;
+    let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(Error::Signals)?;
     let signal_handle = signals.handle();
     thread::Builder::new()
         .name("signals".into())
@@ -361,7 +456,10 @@ fn run_one(config: &Config, config_warnings: &[String], name: &str) -> Result<()
                 }
             }
         })
-        .map_err(|e| Error::Runtime(format!("cannot start the signal thread: {e}")))?;
+        .map_err(|source| Error::Thread {
+            what: "signal",
+            source,
+        })?;
     let record = job::run_once(job, context, control);
     signal_handle.close();
     // Dropping these sends the end ping and the notifications (within
@@ -654,8 +752,7 @@ struct Daemon {
 impl Daemon {
     fn start(config: Config) -> Result<Daemon, Error> {
         let (signal_sender, signals) = unbounded();
-        let mut signal_source = Signals::new([SIGTERM, SIGINT, SIGHUP])
-            .map_err(|e| Error::Runtime(format!("cannot install signal handlers: {e}")))?;
+        let mut signal_source = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(Error::Signals)?;
         let signal_handle = signal_source.handle();
         let signal_thread = thread::Builder::new()
             .name("signals".into())
@@ -667,15 +764,24 @@ impl Daemon {
                     }
                 }
             })
-            .map_err(|e| Error::Runtime(format!("cannot start the signal thread: {e}")))?;
+            .map_err(|source| Error::Thread {
+                what: "signal",
+                source,
+            })?;
 
         let (jump_sender, clock_jumps) = unbounded();
         let (clock_stop, stop_watching) = crossbeam_channel::bounded(0);
-        clock::watch(clock_check_every(), jump_sender, stop_watching)
-            .map_err(|e| Error::Runtime(format!("cannot start the clock thread: {e}")))?;
+        clock::watch(clock_check_every(), jump_sender, stop_watching).map_err(|source| {
+            Error::Thread {
+                what: "clock",
+                source,
+            }
+        })?;
         let (notice_sender, notices) = unbounded();
-        let pinger = Pinger::spawn()
-            .map_err(|e| Error::Runtime(format!("cannot start the healthcheck thread: {e}")))?;
+        let pinger = Pinger::spawn().map_err(|source| Error::Thread {
+            what: "healthcheck",
+            source,
+        })?;
         let board = Board::new(&job_dir(&config).display().to_string());
         let notifications = notify::Notifier::counting_in(board.notifications_failed().clone());
         let context = Arc::new(job_context(
@@ -687,17 +793,17 @@ impl Daemon {
             true,
         ));
         let directory = context.job_dir.display().to_string();
-        let token = config.api_token().map_err(Error::Setup)?;
+        let token = config.api_token().map_err(Error::TokenFile)?;
         let (command_sender, commands) = unbounded();
         // Bind first, so a taken port fails before any job starts; serve
         // after the jobs are on the board, so the first answer lists them.
-        let server = match config::parse_addr(&config.addr).map_err(Error::Setup)? {
+        let server = match config::parse_addr(&config.addr).map_err(Error::ListenAddress)? {
             None => {
                 info!("no listen address: the HTTP server is off");
                 None
             }
             Some(addr) => {
-                let listen_error = |e| Error::Runtime(format!("cannot listen on {addr}: {e}"));
+                let listen_error = |source| Error::Listen { addr, source };
                 let server = std::net::TcpListener::bind(addr).map_err(listen_error)?;
                 let bound = server.local_addr().map_err(listen_error)?;
                 info!("listening on {bound}");
@@ -730,8 +836,7 @@ impl Daemon {
             pinger,
             notifications,
         };
-        let entries =
-            job_file::load_dir(&daemon.context.job_dir).map_err(|e| Error::Setup(e.to_string()))?;
+        let entries = job_file::load_dir(&daemon.context.job_dir).map_err(Error::JobDir)?;
         info!("{} job file(s) in {directory}", entries.len());
         for entry in entries {
             // A job without a thread is shown invalid; start-up goes on.
@@ -741,7 +846,7 @@ impl Daemon {
         daemon.http = server
             .map(|server| HttpServer::spawn(server, access, board, command_sender))
             .transpose()
-            .map_err(|e| Error::Runtime(e.to_string()))?;
+            .map_err(Error::Http)?;
         release_free_memory();
         daemon.tell_systemd("READY=1");
         Ok(daemon)

@@ -231,33 +231,21 @@ fn query_param(query: &str, key: &str) -> Result<Option<String>, String> {
 }
 
 fn percent_decode(s: &str) -> Result<String, String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok());
-                let byte = hex.and_then(|h| u8::from_str_radix(h, 16).ok());
-                let Some(byte) = byte else {
-                    return Err(format!("bad percent-encoding in {s:?}"));
-                };
-                out.push(byte);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
+    // percent-encoding passes a malformed escape through as it is; the API
+    // answers it with a 400, so it is looked for first.
+    let malformed = s.split('%').skip(1).any(|after| {
+        !after
+            .get(..2)
+            .is_some_and(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    });
+    if malformed {
+        return Err(format!("bad percent-encoding in {s:?}"));
     }
-    String::from_utf8(out).map_err(|_| format!("{s:?} is not UTF-8 once decoded"))
+    // `+` is a space, as in forms; an encoded `+` (%2B) decodes after this.
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
+        .map_err(|_| format!("{s:?} is not UTF-8 once decoded"))
 }
 
 /// Who may use the API: with a token, only requests that carry it (but
@@ -1176,6 +1164,10 @@ mod tests {
             route(&Method::Post, "/trigger?x=1&name=My%20Job+1"),
             Route::Command(Command::Trigger("My Job 1".into()))
         );
+        assert_eq!(
+            cmd("/trigger?name=a%2Bb%C3%A9"),
+            Route::Command(Command::Trigger("a+bé".into()))
+        );
     }
 
     #[test]
@@ -1188,6 +1180,8 @@ mod tests {
         assert_eq!(status(cmd("/stop?name=")), 400);
         assert_eq!(status(cmd("/stop?name=%zz")), 400);
         assert_eq!(status(cmd("/stop?name=%ff")), 400);
+        assert_eq!(status(cmd("/stop?name=a%4")), 400);
+        assert_eq!(status(cmd("/stop?name=%%41")), 400);
         assert_eq!(status(cmd("/stop/")), 404);
         assert_eq!(status(cmd("/../etc/passwd")), 404);
         assert_eq!(status(cmd("/?token=%zz")), 400);

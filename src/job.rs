@@ -72,6 +72,11 @@ pub enum Notice {
 }
 
 /// The daemon's handle on a job thread.
+///
+/// Dropping it ends the thread: `drop` sends `Exit`, then joins while both
+/// senders are still alive. The thread therefore ends on that `Exit` (or on
+/// a `Shutdown` sent before it), never on a disconnected inbox; field order
+/// plays no part, and without the `Exit` the join would wait forever.
 pub struct JobHandle {
     name: JobName,
     control: Sender<Control>,

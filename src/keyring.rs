@@ -557,7 +557,6 @@ pub enum SessionKeyring {
 }
 
 // From <linux/keyctl.h>; the libc crate has the syscall number only.
-const KEYCTL_GET_KEYRING_ID: libc::c_long = 0;
 const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
 const KEYCTL_DESCRIBE: libc::c_long = 6;
 const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
@@ -589,26 +588,21 @@ pub fn join_session_keyring() -> io::Result<SessionKeyring> {
 
 /// The description (name) of this thread's session keyring: `_ses` for an
 /// anonymous one, `_uid_ses.UID` for the user-default one.
+///
+/// `linux-keyutils` (keyring's binding, already linked) covers this as
+/// `KeyRing::from_special_id(Session, false)?.metadata()`, but its 0.2.5
+/// slices its 512-byte buffer with the length the kernel reports, so a
+/// session keyring with a longer name (`keyctl session NAME` takes up to
+/// 4095 bytes) panics there (`a_long_session_keyring_name_is_no_panic`).
+/// The kernel resolves the special id itself, so one call does it.
 fn session_keyring_description() -> io::Result<String> {
-    // SAFETY: plain syscall with integer arguments; create = 0 only looks.
-    let id = unsafe {
-        libc::syscall(
-            libc::SYS_keyctl,
-            KEYCTL_GET_KEYRING_ID,
-            KEY_SPEC_SESSION_KEYRING,
-            0 as libc::c_long,
-        )
-    };
-    if id < 0 {
-        return Err(io::Error::last_os_error());
-    }
     let mut buffer = [0u8; 512];
     // SAFETY: the kernel writes at most `buffer.len()` bytes into it.
     let needed = unsafe {
         libc::syscall(
             libc::SYS_keyctl,
             KEYCTL_DESCRIBE,
-            id,
+            KEY_SPEC_SESSION_KEYRING,
             buffer.as_mut_ptr(),
             buffer.len(),
         )
@@ -739,6 +733,25 @@ mod tests {
             keyring.delete(&service, "u").unwrap();
             let missing = keyring.lookup(&service, "u").unwrap_err();
             assert_eq!(missing.kind, ErrorKind::NoEntry, "{missing}");
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_long_session_keyring_name_is_no_panic() {
+        std::thread::spawn(|| {
+            let name = std::ffi::CString::new("x".repeat(600)).unwrap();
+            // SAFETY: joins (creates) a session keyring named by a valid C
+            // string, for this thread only.
+            let joined = unsafe {
+                libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr())
+            };
+            if joined < 0 {
+                return; // no keyctl here (a container may forbid it)
+            }
+            assert_eq!(session_keyring_description().unwrap(), "");
+            assert_eq!(join_session_keyring().unwrap(), SessionKeyring::Kept);
         })
         .join()
         .unwrap();

@@ -53,34 +53,33 @@ pub enum Line {
     Other,
 }
 
+/// A JSON line of restic's, by its `message_type`.
 #[derive(Deserialize)]
-struct Tagged {
-    message_type: String,
+#[serde(tag = "message_type", rename_all = "lowercase")]
+enum Message {
+    Status(Progress),
+    Summary(Summary),
+    #[serde(other)]
+    Other,
 }
 
 /// Reads a stdout line. Cheap for plain text: only lines that look like a
-/// JSON object are parsed.
+/// JSON object are parsed, and those once.
 pub fn read_line(line: &str) -> Line {
     let line = line.trim();
     if !line.starts_with('{') {
         return Line::Other;
     }
-    let Ok(tagged) = serde_json::from_str::<Tagged>(line) else {
-        return Line::Other;
-    };
-    match tagged.message_type.as_str() {
-        "status" => match serde_json::from_str::<Progress>(line) {
-            Ok(mut progress) => {
-                progress.percent_done = progress.percent_done.clamp(0.0, 1.0);
-                if !progress.percent_done.is_finite() {
-                    progress.percent_done = 0.0;
-                }
-                Line::Status(progress)
+    match serde_json::from_str::<Message>(line) {
+        Ok(Message::Status(mut progress)) => {
+            progress.percent_done = progress.percent_done.clamp(0.0, 1.0);
+            if !progress.percent_done.is_finite() {
+                progress.percent_done = 0.0;
             }
-            Err(_) => Line::Other,
-        },
-        "summary" => serde_json::from_str(line).map_or(Line::Other, Line::Summary),
-        _ => Line::Other,
+            Line::Status(progress)
+        }
+        Ok(Message::Summary(summary)) => Line::Summary(summary),
+        Ok(Message::Other) | Err(_) => Line::Other,
     }
 }
 

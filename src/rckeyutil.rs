@@ -5,7 +5,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 use crate::command_line;
@@ -261,8 +261,7 @@ pub fn run(args: Args) -> Result<(), Error> {
 /// without echo, asked twice so a typo is not stored.
 fn read_password(service: &str, username: &str) -> Result<Password, Error> {
     let stdin = io::stdin();
-    // SAFETY: isatty only looks at the descriptor.
-    if unsafe { libc::isatty(libc::STDIN_FILENO) } == 0 {
+    if !stdin.is_terminal() {
         let password = read_line(&mut stdin.lock())?;
         if password.expose().is_empty() {
             return Err(Error::Input("no password on stdin".into()));
@@ -296,7 +295,9 @@ fn read_line(input: &mut impl BufRead) -> Result<Password, Error> {
 }
 
 /// Terminal echo turned off until dropped (`ECHONL` keeps the newline, so
-/// the next prompt starts on its own line).
+/// the next prompt starts on its own line). Not `rpassword`: it would add two
+/// crates (rpassword and rtoolbox) for these few calls, each of them argued
+/// below, and it too leaves echo off when Ctrl-C ends the prompt.
 struct EchoOff {
     fd: libc::c_int,
     saved: libc::termios,

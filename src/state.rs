@@ -8,11 +8,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 
 use crate::files::{self, CappedReadError};
-use crate::json::Object;
 use crate::schedule::Saved;
 
 /// A state file is a few hundred bytes; anything much larger is not ours.
@@ -48,8 +46,11 @@ pub struct State {
     pub pending_run: Option<String>,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
+/// The file itself. What the Go original wrote (`NextTrigger` alone) reads
+/// with every other field at its default, and fields we do not know (a
+/// newer version's) are skipped.
+#[derive(Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", default)]
 struct StateFile {
     next_trigger: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -77,6 +78,57 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+/// A state file that exists but cannot be used.
+#[derive(Debug)]
+pub struct ReadError {
+    pub path: PathBuf,
+    pub kind: ReadErrorKind,
+}
+
+#[derive(Debug)]
+pub enum ReadErrorKind {
+    /// Not readable as a state file: missing rights, a link, a FIFO, too
+    /// large.
+    Read(CappedReadError),
+    /// No JSON object of ours at its start.
+    Decode(serde_json::Error),
+    Empty,
+    /// A time field holds something that is not an RFC 3339 time.
+    Time {
+        key: &'static str,
+        value: String,
+        source: jiff::Error,
+    },
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.display();
+        match &self.kind {
+            ReadErrorKind::Read(e) => write!(f, "cannot read {path}: {e}"),
+            ReadErrorKind::Decode(e) => write!(f, "cannot decode {path}: {e}"),
+            ReadErrorKind::Empty => write!(f, "{path} is empty"),
+            ReadErrorKind::Time { key, value, source } => {
+                write!(
+                    f,
+                    "{path}: {key} {value:?} is not an RFC 3339 time: {source}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ReadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            ReadErrorKind::Read(e) => Some(e),
+            ReadErrorKind::Decode(e) => Some(e),
+            ReadErrorKind::Empty => None,
+            ReadErrorKind::Time { source, .. } => Some(source),
+        }
+    }
+}
+
 /// A state file that could not be written.
 #[derive(Debug)]
 pub struct WriteError {
@@ -102,71 +154,48 @@ pub fn path(dir: &Path, job: &str) -> PathBuf {
     dir.join(job)
 }
 
-/// Reads a state file. `Err` carries why an existing file was not usable.
-/// The supervisor reads these, so the read cannot block (a FIFO planted
-/// there) or grow without bound, and a link is not followed.
-pub fn read(path: &Path) -> Result<Option<State>, String> {
+/// Reads a state file; `Ok(None)` when there is none. The supervisor reads
+/// these, so the read cannot block (a FIFO planted there) or grow without
+/// bound, and a link is not followed.
+pub fn read(path: &Path) -> Result<Option<State>, ReadError> {
+    let error = |kind| ReadError {
+        path: path.to_path_buf(),
+        kind,
+    };
     let bytes = match files::read_capped(path, MAX_STATE_FILE, false) {
         Ok((bytes, _)) => bytes,
         Err(CappedReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) => return Err(error(ReadErrorKind::Read(e))),
     };
     // The original never truncated the file, so stale bytes may follow the
     // first JSON value: only that value counts.
-    let first = serde_json::Deserializer::from_slice(&bytes)
-        .into_iter::<Value>()
-        .next();
-    let value = match first {
-        Some(Ok(v)) => v,
-        Some(Err(e)) => return Err(format!("cannot decode {}: {e}", path.display())),
-        None => return Err(format!("{} is empty", path.display())),
+    let file = match serde_json::Deserializer::from_slice(&bytes)
+        .into_iter::<StateFile>()
+        .next()
+    {
+        Some(Ok(file)) => file,
+        Some(Err(e)) => return Err(error(ReadErrorKind::Decode(e))),
+        None => return Err(error(ReadErrorKind::Empty)),
     };
-    let Some(map) = value.as_object() else {
-        return Err(format!("{} does not hold a JSON object", path.display()));
-    };
-    let object = Object::new(map, None);
-    let time = |key: &str| -> Result<Option<Timestamp>, String> {
-        match object.get(key).map(|(v, _)| v) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => s.parse::<Timestamp>().map(Some).map_err(|e| {
-                format!(
-                    "{}: {key} {s:?} is not an RFC 3339 time: {e}",
-                    path.display()
-                )
-            }),
-            Some(other) => Err(format!(
-                "{}: {key} is not a string: {other}",
-                path.display()
-            )),
-        }
-    };
-    let count = |key: &str| {
-        object
-            .get(key)
-            .and_then(|(v, _)| v.as_u64())
-            .map_or(0, |n| n.min(u32::MAX as u64) as u32)
+    let time = |key: &'static str, value: Option<String>| match value {
+        None => Ok(None),
+        Some(value) => match value.parse::<Timestamp>() {
+            Ok(t) => Ok(Some(t)),
+            Err(source) => Err(error(ReadErrorKind::Time { key, value, source })),
+        },
     };
     Ok(Some(State {
-        next_trigger: time("NextTrigger")?,
-        next_regular: time("NextRegular")?,
-        current_retry: count("CurrentRetry"),
-        consecutive_failures: count("ConsecutiveFailures"),
-        gave_up: object
-            .get("GaveUp")
-            .is_some_and(|(v, _)| v.as_bool() == Some(true)),
-        awaiting_recovery: object
-            .get("AwaitingRecovery")
-            .is_some_and(|(v, _)| v.as_bool() == Some(true)),
-        first_seen: time("FirstSeen")?,
-        stale_notified: object
-            .get("StaleNotified")
-            .is_some_and(|(v, _)| v.as_bool() == Some(true)),
-        last_run: time("LastRun")?,
-        last_success: time("LastSuccess")?,
-        pending_run: object
-            .get("PendingRun")
-            .and_then(|(v, _)| v.as_str())
-            .map(str::to_string),
+        next_trigger: time("NextTrigger", file.next_trigger)?,
+        next_regular: time("NextRegular", file.next_regular)?,
+        current_retry: file.current_retry,
+        last_run: time("LastRun", file.last_run)?,
+        last_success: time("LastSuccess", file.last_success)?,
+        consecutive_failures: file.consecutive_failures,
+        gave_up: file.gave_up,
+        awaiting_recovery: file.awaiting_recovery,
+        first_seen: time("FirstSeen", file.first_seen)?,
+        stale_notified: file.stale_notified,
+        pending_run: file.pending_run,
     }))
 }
 
@@ -237,6 +266,20 @@ mod tests {
     }
 
     #[test]
+    fn fields_we_do_not_know_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job");
+        fs::write(
+            &path,
+            r#"{"NextTrigger":"2026-01-01T00:00:00Z","FromTheFuture":{"a":[1]},"CurrentRetry":2}"#,
+        )
+        .unwrap();
+        let state = read(&path).unwrap().unwrap();
+        assert_eq!(state.current_retry, 2);
+        assert!(state.next_trigger.is_some());
+    }
+
+    #[test]
     fn garbage_and_missing_files() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(read(&dir.path().join("none")).unwrap(), None);
@@ -286,7 +329,7 @@ mod tests {
         assert!(read(&path).unwrap().is_some());
         fs::remove_file(&path).unwrap();
         std::os::unix::fs::symlink(&victim, &path).unwrap();
-        let error = read(&path).unwrap_err();
+        let error = read(&path).unwrap_err().to_string();
         assert!(error.contains("symbolic link"), "{error}");
         // Replacing the state file replaces the link, not its target.
         write(&path, &State::default()).unwrap();

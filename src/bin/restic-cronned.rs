@@ -34,18 +34,10 @@ fn main() -> ExitCode {
 
 fn fail(error: &Error) -> ExitCode {
     match error {
-        Error::Usage(message) => {
-            eprintln!("restic-cronned: {message}; try --help");
-            ExitCode::from(2)
-        }
-        Error::Setup(message) => {
-            eprintln!("restic-cronned: {message}");
-            ExitCode::from(2)
-        }
-        Error::CheckFailed | Error::RunFailed => ExitCode::from(1),
-        Error::Runtime(message) => {
-            eprintln!("restic-cronned: {message}");
-            ExitCode::from(1)
-        }
+        // Printed already, one line per problem.
+        Error::CheckFailed | Error::RunFailed => {}
+        Error::Usage(message) => eprintln!("restic-cronned: {message}; try --help"),
+        other => eprintln!("restic-cronned: {other}"),
     }
+    ExitCode::from(error.exit_code())
 }
