@@ -82,10 +82,10 @@ pub struct QueueEntry<'a> {
     /// Nanoseconds of an interval, 0 for a calendar schedule (see
     /// `schedule`), [`NO_TIMER`] for none.
     #[serde(rename = "regularTimer")]
-    pub regular_timer: i128,
+    pub regular_timer: i64,
     /// As `regularTimer`, for retries.
     #[serde(rename = "retryTimer")]
-    pub retry_timer: i128,
+    pub retry_timer: i64,
     #[serde(rename = "maxFailedRetries")]
     pub max_failed_retries: i64,
     #[serde(rename = "CurrentRetry")]
@@ -94,11 +94,13 @@ pub struct QueueEntry<'a> {
     pub progress: f64,
     #[serde(rename = "progressDetail", default)]
     pub progress_detail: Option<Cow<'a, Progress>>,
-    /// Unix nanoseconds, 0 for none, as the original wrote them.
+    /// Unix nanoseconds, 0 for none, as the original wrote them (Go's
+    /// `int64`, as the timers: `i128` would not pass through the
+    /// `#[serde(flatten)]` of [`JobDetail`]).
     #[serde(rename = "WaitStart")]
-    pub wait_start: i128,
+    pub wait_start: i64,
     #[serde(rename = "WaitEnd")]
-    pub wait_end: i128,
+    pub wait_end: i64,
     #[serde(rename = "NextJob", default)]
     pub next_job: NextJob<'a>,
     #[serde(rename = "Username")]
@@ -151,7 +153,7 @@ pub struct QueueEntry<'a> {
 }
 
 /// `regularTimer` and `retryTimer` for a job without that timer: -1 s.
-pub const NO_TIMER: i128 = -1_000_000_000;
+pub const NO_TIMER: i64 = -1_000_000_000;
 
 /// `NextJob` as the job file gave it: a name (`""` for none) or a list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

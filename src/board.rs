@@ -302,13 +302,17 @@ impl Board {
     }
 }
 
-/// Nanoseconds as the original's `/queue` gave durations; -1 s for "none".
-fn nanos(d: Option<std::time::Duration>) -> i128 {
-    d.map_or(api::NO_TIMER, |d| d.as_nanos() as i128)
+/// Nanoseconds as the original's `/queue` gave durations (Go's
+/// `time.Duration`, at most 292 years); -1 s for "none".
+fn nanos(d: Option<std::time::Duration>) -> i64 {
+    d.map_or(api::NO_TIMER, |d| {
+        i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+    })
 }
 
-fn unix_nanos(t: Option<Timestamp>) -> i128 {
-    t.map_or(0, |t| t.as_nanosecond())
+/// Unix nanoseconds as the original's `UnixNano` (until 2262); 0 for none.
+fn unix_nanos(t: Option<Timestamp>) -> i64 {
+    t.map_or(0, |t| i64::try_from(t.as_nanosecond()).unwrap_or(i64::MAX))
 }
 
 fn preconditions_json(p: &Preconditions) -> api::Preconditions<'_> {
@@ -409,6 +413,17 @@ fn queue_entry<'a>(s: &'a JobStatus, tz: &TimeZone) -> QueueEntry<'a> {
 mod tests {
     use super::*;
 
+    /// `body` read as `rccommand` reads it and written again is `body`:
+    /// every key the daemon writes, the client reads.
+    fn reads_back_as_written<'a, T>(body: &'a str)
+    where
+        T: serde::Serialize + serde::Deserialize<'a>,
+    {
+        let read: T = serde_json::from_str(body).unwrap();
+        let written = serde_json::to_string(&read).unwrap() + "\n";
+        assert_eq!(written, body);
+    }
+
     #[test]
     fn only_the_owner_updates_an_entry() {
         let board = Board::new("/jobs");
@@ -450,6 +465,7 @@ mod tests {
             board.insert(&format!("{name}.json"), JobStatus::new(1, job));
         }
         let body = board.queue_json();
+        reads_back_as_written::<Queue>(&body);
         // In the original's order: Jobs, Wg, Directory.
         let wait_group = body.find(r#"],"Wg":{},"Directory":"/jobs"}"#);
         assert!(
@@ -457,12 +473,12 @@ mod tests {
             "{body}"
         );
         let queue: Value = serde_json::from_str(&body).unwrap();
-        let timers: Vec<(&str, i128, i128)> = queue["Jobs"]
+        let timers: Vec<(&str, i64, i64)> = queue["Jobs"]
             .as_array()
             .unwrap()
             .iter()
             .map(|j| {
-                let ns = |key: &str| j[key].as_i64().unwrap() as i128;
+                let ns = |key: &str| j[key].as_i64().unwrap();
                 (
                     j["JobName"].as_str().unwrap(),
                     ns("regularTimer"),
@@ -510,6 +526,7 @@ mod tests {
             board.insert(&format!("{name}.json"), JobStatus::new(1, job));
         }
         let body = board.queue_json();
+        reads_back_as_written::<Queue>(&body);
         // In the original's place and order: after ResticArguments.
         assert!(
             body.contains(
@@ -573,6 +590,8 @@ mod tests {
         }
         board.insert("a.json", status);
         assert_eq!(board.job_json("b", RUNS_KEPT), None);
+        reads_back_as_written::<JobDetail>(&board.job_json("a", RUNS_KEPT).unwrap());
+        reads_back_as_written::<Queue>(&board.queue_json());
         let job: Value = serde_json::from_str(&board.job_json("a", RUNS_KEPT).unwrap()).unwrap();
         let queue: Value = serde_json::from_str(&board.queue_json()).unwrap();
         for (key, value) in queue["Jobs"][0].as_object().unwrap() {
