@@ -11,31 +11,20 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use serde::Serialize;
 use serde_json::Value;
 
+pub use crate::api::Status;
+use crate::api::{self, JobDetail, NextJob, Queue, QueueEntry, Run, Time, WaitGroup};
 use crate::history;
 use crate::job_file::{Entry, Job};
-use crate::outcome::{HookRecord, Outcome, Reason, RunRecord};
+use crate::outcome::{Outcome, RunRecord};
 use crate::preconditions::Preconditions;
-use crate::progress::{Progress, Summary};
+use crate::progress::Progress;
 use crate::restic;
 use crate::schedule::{RetryTimer, Schedule};
 
 /// How many runs `/job` lists.
 pub const RUNS_KEPT: usize = 20;
-
-/// A job's status as `/queue` names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Waiting,
-    /// Its preconditions are being checked (SPEC §3.1).
-    Checking,
-    Working,
-    Stopped,
-    Invalid,
-}
 
 /// What [`Board::overview`] counts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -265,12 +254,6 @@ impl Board {
     /// [`RUNS_KEPT`] in memory from its history file) newest first with
     /// their output tails. `None` when no job has that name.
     pub fn job_json(&self, name: &str, runs: usize) -> Option<String> {
-        #[derive(Serialize)]
-        struct JobDetail<'a> {
-            #[serde(flatten)]
-            entry: QueueEntry<'a>,
-            runs: Vec<RunJson<'a>>,
-        }
         // Clone only this entry (its runs are `Arc`s), then serialize
         // without the lock.
         let status = self.lock().values().find(|e| e.name == name).cloned()?;
@@ -294,7 +277,10 @@ impl Board {
         };
         let detail = JobDetail {
             entry: queue_entry(&status, &tz),
-            runs: shown.into_iter().map(|r| run_json(r, true, &tz)).collect(),
+            runs: shown
+                .into_iter()
+                .map(|r| Run::of(r, Some(&r.output_tail), &tz))
+                .collect(),
         };
         let mut body = serde_json::to_string(&detail).expect("a job always serializes");
         body.push('\n');
@@ -303,21 +289,12 @@ impl Board {
 
     /// The body of `/queue`.
     pub fn queue_json(&self) -> String {
-        #[derive(Serialize)]
-        struct Queue<'a> {
-            #[serde(rename = "Jobs")]
-            jobs: Vec<QueueEntry<'a>>,
-            #[serde(rename = "Wg")]
-            wait_group: WaitGroup,
-            #[serde(rename = "Directory")]
-            directory: &'a str,
-        }
         let snapshot = self.snapshot();
         let tz = TimeZone::system();
         let queue = Queue {
             jobs: snapshot.iter().map(|s| queue_entry(s, &tz)).collect(),
             wait_group: WaitGroup {},
-            directory: &self.directory,
+            directory: Cow::Borrowed(&self.directory),
         };
         let mut body = serde_json::to_string(&queue).expect("the queue always serializes");
         body.push('\n');
@@ -325,155 +302,30 @@ impl Board {
     }
 }
 
-/// `"Wg": {}` in `/queue`. The Go original serialised its queue struct
-/// whole, `sync.WaitGroup` included, which has no exported fields; clients
-/// that decode into that struct may expect the key (SPEC §5). Braces, not
-/// a unit struct: serde writes a unit struct as `null`.
-#[derive(Serialize)]
-struct WaitGroup {}
-
-/// Nanoseconds as the original's `/queue` gave durations; -1 s for "none".
-fn nanos(d: Option<std::time::Duration>) -> i128 {
-    d.map_or(-1_000_000_000, |d| d.as_nanos() as i128)
+/// Nanoseconds as the original's `/queue` gave durations (Go's
+/// `time.Duration`, at most 292 years); -1 s for "none".
+fn nanos(d: Option<std::time::Duration>) -> i64 {
+    d.map_or(api::NO_TIMER, |d| {
+        i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+    })
 }
 
-fn unix_nanos(t: Option<Timestamp>) -> i128 {
-    t.map_or(0, |t| t.as_nanosecond())
+/// Unix nanoseconds as the original's `UnixNano` (until 2262); 0 for none.
+fn unix_nanos(t: Option<Timestamp>) -> i64 {
+    t.map_or(0, |t| i64::try_from(t.as_nanosecond()).unwrap_or(i64::MAX))
 }
 
-/// RFC 3339 in the local offset; `tz` is looked up once per answer, not
-/// once per time (a thousand jobs have thousands of times).
-fn time(t: Timestamp, tz: &TimeZone) -> String {
-    t.display_with_offset(tz.to_offset(t)).to_string()
-}
-
-/// A run as `/queue` (`lastRun`) and `/job` show it.
-#[derive(Serialize)]
-struct RunJson<'a> {
-    start: String,
-    end: String,
-    outcome: Outcome,
-    #[serde(rename = "exitCode")]
-    exit_code: Option<i32>,
-    error: Option<&'a str>,
-    #[serde(rename = "outputTail", skip_serializing_if = "Option::is_none")]
-    output_tail: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    summary: Option<&'a Summary>,
-    reason: Reason,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    snapshot: Option<&'a str>,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    hooks: &'a [HookRecord],
-}
-
-fn run_json<'a>(run: &'a RunRecord, with_output: bool, tz: &TimeZone) -> RunJson<'a> {
-    RunJson {
-        start: time(run.start, tz),
-        end: time(run.end, tz),
-        outcome: run.outcome,
-        exit_code: run.exit_code,
-        error: run.error.as_deref(),
-        output_tail: with_output.then_some(run.output_tail.as_str()),
-        summary: run.summary.as_ref(),
-        reason: run.reason,
-        snapshot: run.snapshot.as_deref(),
-        hooks: &run.hooks,
-    }
-}
-
-/// One job of `/queue`: the original's fields, then ours.
-#[derive(Serialize)]
-struct QueueEntry<'a> {
-    #[serde(rename = "JobName")]
-    job_name: &'a str,
-    status: Status,
-    #[serde(rename = "regularTimer")]
-    regular_timer: i128,
-    #[serde(rename = "retryTimer")]
-    retry_timer: i128,
-    #[serde(rename = "maxFailedRetries")]
-    max_failed_retries: i64,
-    #[serde(rename = "CurrentRetry")]
-    current_retry: u32,
-    progress: f64,
-    #[serde(rename = "progressDetail")]
-    progress_detail: Option<&'a Progress>,
-    #[serde(rename = "WaitStart")]
-    wait_start: i128,
-    #[serde(rename = "WaitEnd")]
-    wait_end: i128,
-    #[serde(rename = "NextJob")]
-    next_job: Value,
-    #[serde(rename = "Username")]
-    username: &'a str,
-    #[serde(rename = "Service")]
-    service: &'a str,
-    #[serde(rename = "ResticPath")]
-    restic_path: &'a str,
-    #[serde(rename = "ResticArguments")]
-    /// With passwords in repository URLs masked.
-    restic_arguments: Option<Vec<Cow<'a, str>>>,
-    /// The later original's precondition keys, where it put them, for jobs
-    /// that have preconditions only (SPEC §5).
-    #[serde(rename = "Preconditions", skip_serializing_if = "Option::is_none")]
-    preconditions: Option<PreconditionsJson<'a>>,
-    /// Seconds, as the original's integer; a fraction only when the job
-    /// file gave one (`"1500ms"`).
-    #[serde(rename = "CheckPrecondsEvery", skip_serializing_if = "Option::is_none")]
-    check_preconds_every: Option<serde_json::Number>,
-    #[serde(
-        rename = "CheckPrecondsMaxTimes",
-        skip_serializing_if = "Option::is_none"
-    )]
-    check_preconds_max_times: Option<u32>,
-    schedule: Option<String>,
-    #[serde(rename = "nextRun")]
-    next_run: Option<String>,
-    repository: Option<&'a str>,
-    #[serde(rename = "WaitingFor")]
-    waiting_for: Option<&'a str>,
-    #[serde(rename = "lastRun")]
-    last_run: Option<RunJson<'a>>,
-    #[serde(rename = "lastSuccess")]
-    last_success: Option<String>,
-    #[serde(rename = "consecutiveFailures")]
-    consecutive_failures: u32,
-    stale: bool,
-    /// When the running job's run began (absent when it is not running).
-    #[serde(rename = "runningSince", skip_serializing_if = "Option::is_none")]
-    running_since: Option<String>,
-    error: Option<&'a str>,
-}
-
-/// `Preconditions` in `/queue`, in the original's encoding: an empty list
-/// is `null`, as Go wrote its nil slices.
-#[derive(Serialize)]
-struct PreconditionsJson<'a> {
-    #[serde(rename = "PathesMust")]
-    paths: Option<Vec<Cow<'a, str>>>,
-    #[serde(rename = "HostsMustRoute")]
-    hosts_route: Option<&'a [String]>,
-    #[serde(rename = "HostsMustConnect")]
-    hosts_connect: Option<Vec<HostAndPortJson<'a>>>,
-}
-
-#[derive(Serialize)]
-struct HostAndPortJson<'a> {
-    #[serde(rename = "Host")]
-    host: &'a str,
-    #[serde(rename = "Port")]
-    port: u16,
-}
-
-fn preconditions_json(p: &Preconditions) -> PreconditionsJson<'_> {
-    PreconditionsJson {
+fn preconditions_json(p: &Preconditions) -> api::Preconditions<'_> {
+    api::Preconditions {
         paths: (!p.paths.is_empty()).then(|| p.paths.iter().map(|p| p.to_string_lossy()).collect()),
-        hosts_route: (!p.hosts_route.is_empty()).then_some(p.hosts_route.as_slice()),
+        hosts_route: (!p.hosts_route.is_empty()).then_some(Cow::Borrowed(p.hosts_route.as_slice())),
         hosts_connect: (!p.hosts_connect.is_empty()).then(|| {
             p.hosts_connect
                 .iter()
-                .map(|(host, port)| HostAndPortJson { host, port: *port })
+                .map(|(host, port)| api::HostAndPort {
+                    host: Cow::Borrowed(host),
+                    port: *port,
+                })
                 .collect()
         }),
     }
@@ -489,13 +341,29 @@ fn seconds(d: std::time::Duration) -> serde_json::Number {
     }
 }
 
+/// `NextJob` as the file gave it: a valid job's is a string, a list of
+/// strings or absent.
+fn next_job(raw: &Value) -> NextJob<'_> {
+    match raw {
+        Value::String(name) => NextJob::Name(Cow::Borrowed(name)),
+        Value::Array(names) => NextJob::List(
+            names
+                .iter()
+                .filter_map(Value::as_str)
+                .map(Cow::Borrowed)
+                .collect(),
+        ),
+        _ => NextJob::default(),
+    }
+}
+
 fn queue_entry<'a>(s: &'a JobStatus, tz: &TimeZone) -> QueueEntry<'a> {
     let job = s.job.as_deref();
     let keyring = job.and_then(|j| j.keyring.as_ref());
-    let next_job = job.map_or(Value::Null, |j| j.next_job_raw.clone());
     let preconditions = job.and_then(|j| j.preconditions.as_ref());
+    let borrowed = |text: Option<&'a str>| text.map(Cow::Borrowed);
     QueueEntry {
-        job_name: &s.name,
+        job_name: Cow::Borrowed(&s.name),
         status: s.status,
         regular_timer: match job.and_then(|j| j.schedule.as_ref()) {
             Some(Schedule::Interval(d)) => nanos(Some(*d)),
@@ -510,17 +378,13 @@ fn queue_entry<'a>(s: &'a JobStatus, tz: &TimeZone) -> QueueEntry<'a> {
         max_failed_retries: job.map_or(0, |j| j.max_failed_retries),
         current_retry: s.current_retry,
         progress: s.progress,
-        progress_detail: s.progress_detail.as_ref(),
+        progress_detail: s.progress_detail.as_ref().map(Cow::Borrowed),
         wait_start: unix_nanos(s.wait_start),
         wait_end: unix_nanos(s.wait_end),
-        next_job: if next_job.is_null() {
-            "".into()
-        } else {
-            next_job
-        },
-        username: keyring.map_or("", |k| &k.username),
-        service: keyring.map_or("", |k| &k.service),
-        restic_path: job.map_or("", |j| &j.restic_path),
+        next_job: job.map_or(NextJob::default(), |j| next_job(&j.next_job_raw)),
+        username: Cow::Borrowed(keyring.map_or("", |k| &k.username)),
+        service: Cow::Borrowed(keyring.map_or("", |k| &k.service)),
+        restic_path: Cow::Borrowed(job.map_or("", |j| &j.restic_path)),
         restic_arguments: job.map(|j| {
             j.restic_arguments
                 .iter()
@@ -530,22 +394,35 @@ fn queue_entry<'a>(s: &'a JobStatus, tz: &TimeZone) -> QueueEntry<'a> {
         preconditions: preconditions.map(preconditions_json),
         check_preconds_every: preconditions.map(|p| seconds(p.every)),
         check_preconds_max_times: preconditions.map(|p| p.rounds),
-        schedule: job.and_then(|j| j.schedule.as_ref()).map(|s| s.to_string()),
-        next_run: s.next_run.map(|t| time(t, tz)),
-        repository: s.repository.as_deref(),
-        waiting_for: s.waiting_for.as_deref(),
-        last_run: s.runs.front().map(|r| run_json(r, false, tz)),
-        last_success: s.last_success.map(|t| time(t, tz)),
+        schedule: job
+            .and_then(|j| j.schedule.as_ref())
+            .map(|s| Cow::Owned(s.to_string())),
+        next_run: s.next_run.map(|t| Time::in_zone(t, tz)),
+        repository: borrowed(s.repository.as_deref()),
+        waiting_for: borrowed(s.waiting_for.as_deref()),
+        last_run: s.runs.front().map(|r| Run::of(r, None, tz)),
+        last_success: s.last_success.map(|t| Time::in_zone(t, tz)),
         consecutive_failures: s.consecutive_failures,
         stale: s.stale,
-        running_since: s.running_since.map(|t| time(t, tz)),
-        error: s.error.as_deref(),
+        running_since: s.running_since.map(|t| Time::in_zone(t, tz)),
+        error: borrowed(s.error.as_deref()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `body` read as `rccommand` reads it and written again is `body`:
+    /// every key the daemon writes, the client reads.
+    fn reads_back_as_written<'a, T>(body: &'a str)
+    where
+        T: serde::Serialize + serde::Deserialize<'a>,
+    {
+        let read: T = serde_json::from_str(body).unwrap();
+        let written = serde_json::to_string(&read).unwrap() + "\n";
+        assert_eq!(written, body);
+    }
 
     #[test]
     fn only_the_owner_updates_an_entry() {
@@ -588,6 +465,7 @@ mod tests {
             board.insert(&format!("{name}.json"), JobStatus::new(1, job));
         }
         let body = board.queue_json();
+        reads_back_as_written::<Queue>(&body);
         // In the original's order: Jobs, Wg, Directory.
         let wait_group = body.find(r#"],"Wg":{},"Directory":"/jobs"}"#);
         assert!(
@@ -595,12 +473,12 @@ mod tests {
             "{body}"
         );
         let queue: Value = serde_json::from_str(&body).unwrap();
-        let timers: Vec<(&str, i128, i128)> = queue["Jobs"]
+        let timers: Vec<(&str, i64, i64)> = queue["Jobs"]
             .as_array()
             .unwrap()
             .iter()
             .map(|j| {
-                let ns = |key: &str| j[key].as_i64().unwrap() as i128;
+                let ns = |key: &str| j[key].as_i64().unwrap();
                 (
                     j["JobName"].as_str().unwrap(),
                     ns("regularTimer"),
@@ -648,6 +526,7 @@ mod tests {
             board.insert(&format!("{name}.json"), JobStatus::new(1, job));
         }
         let body = board.queue_json();
+        reads_back_as_written::<Queue>(&body);
         // In the original's place and order: after ResticArguments.
         assert!(
             body.contains(
@@ -711,6 +590,8 @@ mod tests {
         }
         board.insert("a.json", status);
         assert_eq!(board.job_json("b", RUNS_KEPT), None);
+        reads_back_as_written::<JobDetail>(&board.job_json("a", RUNS_KEPT).unwrap());
+        reads_back_as_written::<Queue>(&board.queue_json());
         let job: Value = serde_json::from_str(&board.job_json("a", RUNS_KEPT).unwrap()).unwrap();
         let queue: Value = serde_json::from_str(&board.queue_json()).unwrap();
         for (key, value) in queue["Jobs"][0].as_object().unwrap() {

@@ -11,8 +11,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use serde_json::Value;
+use serde::Deserialize;
 
+use crate::api::{JobDetail, NextJob, Queue, QueueEntry, Run, Status, Time};
 use crate::command_line;
 use crate::config::{self, Env};
 
@@ -225,8 +226,8 @@ pub fn run(args: &Args, env: Env, out: &mut dyn Write) -> Result<(), Error> {
     let body = target.send(&url, reads_only(&args.command))?;
     let now = Timestamp::now();
     let text = match args.command.as_str() {
-        "queue" if !args.json => queue_table(&parse_json(&body)?, now),
-        "job" if !args.json => job_summary(&parse_json(&body)?, now),
+        "queue" if !args.json => queue_table(&parse_answer(&body)?, now),
+        "job" if !args.json => job_summary(&parse_answer(&body)?, now),
         _ => body,
     };
     out.write_all(text.as_bytes())
@@ -384,17 +385,13 @@ fn percent_encode(text: &str) -> String {
     out
 }
 
-fn parse_json(body: &str) -> Result<Value, Error> {
+/// The daemon's JSON answer as `T`; keys `T` does not know are skipped.
+fn parse_answer<'a, T: Deserialize<'a>>(body: &'a str) -> Result<T, Error> {
     serde_json::from_str(body).map_err(|e| {
         Error::BadAnswer(format!(
-            "the daemon's answer is not JSON ({e}): {body:.200}"
+            "the daemon's answer is not the JSON rccommand reads ({e}): {body:.200}"
         ))
     })
-}
-
-/// An RFC 3339 time from the API.
-fn time_of(value: &Value) -> Option<Timestamp> {
-    value.as_str()?.parse().ok()
 }
 
 /// "in 3h 12m", "5m ago", "now": the two largest units are enough to read.
@@ -413,62 +410,56 @@ pub fn relative(t: Timestamp, now: Timestamp) -> String {
     }
 }
 
-/// `value` as a string, `-` when it is not one.
-fn text_of(value: &Value) -> &str {
-    value.as_str().unwrap_or("-")
-}
-
 /// How a run ended, in a few words: `success 5m ago`, `failure (exit 1) 2h ago`.
-fn run_result(run: &Value, now: Timestamp) -> String {
-    if run.is_null() {
+fn run_result(run: Option<&Run>, now: Timestamp) -> String {
+    let Some(run) = run else {
         return "never ran".into();
-    }
-    let mut result = text_of(&run["outcome"]).to_string();
-    if let Some(code) = run["exitCode"].as_i64().filter(|&c| c != 0) {
+    };
+    let mut result = run.outcome.as_str().to_string();
+    if let Some(code) = run.exit_code.filter(|&c| c != 0) {
         result.push_str(&format!(" (exit {code})"));
     }
-    if let Some(end) = time_of(&run["end"]) {
-        result.push(' ');
-        result.push_str(&relative(end, now));
-    }
+    result.push(' ');
+    result.push_str(&relative(run.end.at, now));
     result
 }
 
 /// The job's status as one word or a few; `, stale` when its last
 /// success is older than its `StaleAfter`.
-fn status_text(job: &Value) -> String {
+fn status_text(job: &QueueEntry) -> String {
     let status = status_word(job);
-    if job["stale"] == true {
+    if job.stale {
         format!("{status}, stale")
     } else {
         status
     }
 }
 
-fn status_word(job: &Value) -> String {
-    let status = text_of(&job["status"]).to_string();
-    if let Some(holder) = job["WaitingFor"].as_str() {
+fn status_word(job: &QueueEntry) -> String {
+    let status = job.status.as_str();
+    if let Some(holder) = &job.waiting_for {
         return format!("{status} for {holder}");
     }
-    match job["progress"].as_f64() {
-        Some(p) if status == "working" && p > 0.0 => format!("{status} {:.0}%", p * 100.0),
-        _ => status,
+    if job.status == Status::Working && job.progress > 0.0 {
+        format!("{status} {:.0}%", job.progress * 100.0)
+    } else {
+        status.to_string()
     }
 }
 
-fn next_run_text(job: &Value, now: Timestamp) -> String {
-    match (time_of(&job["nextRun"]), job["status"].as_str()) {
-        (Some(next), _) => relative(next, now),
-        (None, Some("waiting")) => "when triggered".into(),
+fn next_run_text(job: &QueueEntry, now: Timestamp) -> String {
+    match (job.next_run, job.status) {
+        (Some(next), _) => relative(next.at, now),
+        (None, Status::Waiting) => "when triggered".into(),
         _ => "-".into(),
     }
 }
 
 /// `rccommand queue`: one line per job, then the errors of invalid ones.
-pub fn queue_table(queue: &Value, now: Timestamp) -> String {
-    let jobs = queue["Jobs"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+pub fn queue_table(queue: &Queue, now: Timestamp) -> String {
+    let jobs = &queue.jobs;
     if jobs.is_empty() {
-        return format!("no jobs in {}\n", text_of(&queue["Directory"]));
+        return format!("no jobs in {}\n", queue.directory);
     }
     let mut rows = vec![[
         "JOB".to_string(),
@@ -478,10 +469,10 @@ pub fn queue_table(queue: &Value, now: Timestamp) -> String {
     ]];
     for job in jobs {
         rows.push([
-            text_of(&job["JobName"]).to_string(),
+            job.job_name.to_string(),
             status_text(job),
             next_run_text(job, now),
-            run_result(&job["lastRun"], now),
+            run_result(job.last_run.as_ref(), now),
         ]);
     }
     let mut widths = [0; 3];
@@ -508,11 +499,11 @@ pub fn queue_table(queue: &Value, now: Timestamp) -> String {
     // Why: the error of every job that has one, in full.
     let mut why = String::new();
     for job in jobs {
-        let Some(error) = job["error"].as_str() else {
+        let Some(error) = &job.error else {
             continue;
         };
-        let name = text_of(&job["JobName"]);
-        if job["status"] == "invalid" {
+        let name = &job.job_name;
+        if job.status == Status::Invalid {
             why.push_str(&format!("{name} is invalid: {error}\n"));
         } else {
             why.push_str(&format!("{name}: {error}\n"));
@@ -525,25 +516,20 @@ pub fn queue_table(queue: &Value, now: Timestamp) -> String {
     out
 }
 
-/// An RFC 3339 time from the API to the second: `2026-11-30T03:00:00+01:00`.
-fn to_the_second(value: &Value) -> String {
-    let text = text_of(value);
-    match (text.find('.'), text.rfind(['+', '-', 'Z'])) {
-        // Only the fraction goes; the offset after it stays.
-        (Some(dot), Some(zone)) if dot < zone => format!("{}{}", &text[..dot], &text[zone..]),
-        _ => text.to_string(),
-    }
-}
-
 /// A time with its relative form: `2026-11-30T03:00:00+01:00 (5m ago)`.
-fn when(value: &Value, now: Timestamp) -> Option<String> {
-    let t = time_of(value)?;
-    Some(format!("{} ({})", to_the_second(value), relative(t, now)))
+fn when(time: Option<Time>, now: Timestamp) -> Option<String> {
+    let time = time?;
+    Some(format!(
+        "{} ({})",
+        time.to_the_second(),
+        relative(time.at, now)
+    ))
 }
 
 /// `rccommand job NAME`: the status, the runs, and the newest run's output.
-pub fn job_summary(job: &Value, now: Timestamp) -> String {
-    let mut out = format!("{}: {}\n", text_of(&job["JobName"]), status_text(job));
+pub fn job_summary(detail: &JobDetail, now: Timestamp) -> String {
+    let job = &detail.entry;
+    let mut out = format!("{}: {}\n", job.job_name, status_text(job));
     let mut field = |label: &str, value: Option<String>| {
         if let Some(value) = value.filter(|v| !v.is_empty()) {
             out.push_str(&format!("  {label:<14}{value}\n"));
@@ -552,93 +538,81 @@ pub fn job_summary(job: &Value, now: Timestamp) -> String {
     field(
         "schedule",
         Some(
-            job["schedule"]
-                .as_str()
+            job.schedule
+                .as_deref()
                 .unwrap_or("only when triggered")
                 .to_string(),
         ),
     );
-    field("next run", when(&job["nextRun"], now));
-    field("last run", Some(run_result(&job["lastRun"], now)));
-    field("last success", when(&job["lastSuccess"], now));
-    let retries = match job["maxFailedRetries"].as_i64() {
-        Some(max) if max < 0 => format!(", retry {} (no limit)", job["CurrentRetry"]),
-        Some(max) if max > 0 => format!(", retry {} of {max}", job["CurrentRetry"]),
+    field("next run", when(job.next_run, now));
+    field("last run", Some(run_result(job.last_run.as_ref(), now)));
+    field("last success", when(job.last_success, now));
+    let retries = match job.max_failed_retries {
+        max if max < 0 => format!(", retry {} (no limit)", job.current_retry),
+        max if max > 0 => format!(", retry {} of {max}", job.current_retry),
         _ => String::new(),
     };
     field(
         "failures",
-        Some(format!("{} in a row{retries}", job["consecutiveFailures"])),
+        Some(format!("{} in a row{retries}", job.consecutive_failures)),
     );
-    field("repository", job["repository"].as_str().map(str::to_string));
-    let restic = job["ResticPath"]
-        .as_str()
+    field("repository", job.repository.as_deref().map(str::to_string));
+    let restic = Some(&*job.restic_path)
         .filter(|p| !p.is_empty())
         .unwrap_or("restic");
-    let arguments: Vec<&str> = job["ResticArguments"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    if job["ResticArguments"].is_array() {
+    if let Some(arguments) = &job.restic_arguments {
         field("command", Some(format!("{restic} {}", arguments.join(" "))));
     }
-    let next_jobs = match &job["NextJob"] {
-        Value::String(s) => s.clone(),
-        Value::Array(list) => {
-            let names: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
-            names.join(", ")
-        }
-        _ => String::new(),
+    let next_jobs = match &job.next_job {
+        NextJob::Name(name) => name.to_string(),
+        NextJob::List(names) => names.join(", "),
     };
     field("then runs", Some(next_jobs));
-    field("error", job["error"].as_str().map(str::to_string));
+    field("error", job.error.as_deref().map(str::to_string));
 
-    let runs = job["runs"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-    if runs.is_empty() {
+    let runs = &detail.runs;
+    let Some(newest) = runs.first() else {
         out.push_str("\nno runs yet\n");
         return out;
-    }
+    };
     out.push_str("\nruns, newest first:\n");
     for run in runs {
-        let took = match (time_of(&run["start"]), time_of(&run["end"])) {
-            (Some(start), Some(end)) => {
-                let seconds = (end.as_second() - start.as_second()).max(0).unsigned_abs();
-                format!(
-                    "took {}",
-                    humantime::format_duration(Duration::from_secs(seconds))
-                )
-            }
-            _ => String::new(),
-        };
-        let exit = match run["exitCode"].as_i64() {
+        let seconds = (run.end.at.as_second() - run.start.at.as_second())
+            .max(0)
+            .unsigned_abs();
+        let took = format!(
+            "took {}",
+            humantime::format_duration(Duration::from_secs(seconds))
+        );
+        let exit = match run.exit_code {
             Some(code) => format!("exit {code}"),
             None => "no exit code".into(),
         };
         let mut line = format!(
             "  {}  {:<8} {:<12}  {:<10} {took}",
-            to_the_second(&run["start"]),
-            text_of(&run["outcome"]),
+            run.start.to_the_second(),
+            run.outcome.as_str(),
             exit,
-            text_of(&run["reason"]),
+            run.reason.as_str(),
         );
-        if let Some(error) = run["error"].as_str() {
+        if let Some(error) = &run.error {
             line.push_str(&format!("  {error}"));
         }
         out.push_str(line.trim_end());
         out.push('\n');
-        let hooks = run["hooks"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-        if !hooks.is_empty() {
-            let shown: Vec<String> = hooks
+        if !run.hooks.is_empty() {
+            let shown: Vec<String> = run
+                .hooks
                 .iter()
-                .map(|hook| match hook["error"].as_str() {
-                    Some(error) => error.to_string(),
-                    None => format!("{} ok", text_of(&hook["hook"])),
+                .map(|hook| match &hook.error {
+                    Some(error) => error.clone(),
+                    None => format!("{} ok", hook.hook.key()),
                 })
                 .collect();
             out.push_str(&format!("    hooks: {}\n", shown.join("; ")));
         }
     }
-    let tail = text_of(&runs[0]["outputTail"]);
+    let tail = newest.output_tail.as_deref().unwrap_or_default();
     let lines: Vec<&str> = tail.lines().collect();
     let shown = &lines[lines.len().saturating_sub(20)..];
     if shown.len() < lines.len() {
@@ -658,7 +632,7 @@ pub fn job_summary(job: &Value, now: Timestamp) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn args(list: &[&str]) -> Result<Args, Error> {
         parse_args(list.iter().map(OsString::from))
@@ -760,16 +734,41 @@ mod tests {
                 .unwrap()
                 .to_string()
         };
+        // The keys every `/queue` entry has, and ones this rccommand does
+        // not know (a newer daemon's).
+        let entry = |fields: Value| {
+            let mut entry = json!({
+                "JobName": "", "status": "waiting", "regularTimer": -1_000_000_000,
+                "retryTimer": -1_000_000_000, "maxFailedRetries": 0, "CurrentRetry": 0,
+                "progress": 0, "progressDetail": null, "WaitStart": 0, "WaitEnd": 0,
+                "NextJob": "", "Username": "", "Service": "", "ResticPath": "",
+                "ResticArguments": [], "schedule": null, "nextRun": null, "repository": null,
+                "WaitingFor": null, "lastRun": null, "lastSuccess": null,
+                "consecutiveFailures": 0, "stale": false, "error": null,
+                "aNewerKey": {"with": ["anything"]},
+            });
+            entry
+                .as_object_mut()
+                .unwrap()
+                .extend(fields.as_object().unwrap().clone());
+            entry
+        };
+        let run = |outcome: &str, exit_code: i32, end: String| {
+            json!({"start": end, "end": end, "outcome": outcome, "exitCode": exit_code,
+                   "error": null, "reason": "schedule", "aNewerKey": 1})
+        };
         let queue = json!({"Jobs": [
-            {"JobName": "ExampleBackup", "status": "waiting", "nextRun": t(3600), "stale": true,
-             "lastRun": {"outcome": "success", "exitCode": 0, "end": t(-60)}},
-            {"JobName": "b", "status": "working", "progress": 0.42, "nextRun": null,
-             "error": "wrong password: Fatal: wrong password or no key found",
-             "lastRun": {"outcome": "failure", "exitCode": 1, "end": t(-7200)}},
-            {"JobName": "c", "status": "invalid", "error": "c.json: bad", "lastRun": null},
-        ], "Directory": "/jobs"});
+            entry(json!({"JobName": "ExampleBackup", "status": "waiting", "nextRun": t(3600),
+                         "stale": true, "lastRun": run("success", 0, t(-60))})),
+            entry(json!({"JobName": "b", "status": "working", "progress": 0.42,
+                         "error": "wrong password: Fatal: wrong password or no key found",
+                         "lastRun": run("failure", 1, t(-7200))})),
+            entry(json!({"JobName": "c", "status": "invalid", "error": "c.json: bad",
+                         "ResticArguments": null})),
+        ], "Wg": {}, "Directory": "/jobs"});
+        let queue = serde_json::to_string(&queue).unwrap();
         assert_eq!(
-            queue_table(&queue, now),
+            queue_table(&parse_answer(&queue).unwrap(), now),
             "JOB            STATUS          NEXT RUN  LAST RESULT\n\
              ExampleBackup  waiting, stale  in 1h     success 1m ago\n\
              b              working 42%     -         failure (exit 1) 2h ago\n\
@@ -778,7 +777,10 @@ mod tests {
              c is invalid: c.json: bad\n"
         );
         assert_eq!(
-            queue_table(&json!({"Jobs": [], "Directory": "/jobs"}), now),
+            queue_table(
+                &parse_answer(r#"{"Jobs": [], "Directory": "/jobs"}"#).unwrap(),
+                now
+            ),
             "no jobs in /jobs\n"
         );
     }

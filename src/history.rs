@@ -8,15 +8,13 @@ use std::fmt;
 use std::io::{self, Read as _, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use jiff::Timestamp;
+use jiff::tz::TimeZone;
 use log::warn;
-use serde::{Deserialize, Serialize};
 
+use crate::api::Run;
 use crate::files::{self, CappedReadError};
-use crate::outcome::{HookRecord, Outcome, Reason, RunRecord};
+use crate::outcome::RunRecord;
 use crate::process;
-use crate::progress::Summary;
-use crate::state::local_rfc3339;
 
 /// How much of a run's output a history line keeps.
 pub const OUTPUT_BYTES: usize = 4 * 1024;
@@ -33,56 +31,11 @@ pub fn path(state_dir: &Path, name: &str) -> PathBuf {
     state_dir.join(DIR).join(format!("{name}.jsonl"))
 }
 
-/// One line of a history file.
-#[derive(Serialize, Deserialize)]
-struct Line {
-    start: String,
-    end: String,
-    reason: Reason,
-    outcome: Outcome,
-    #[serde(rename = "exitCode")]
-    exit_code: Option<i32>,
-    error: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    hooks: Vec<HookRecord>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    snapshot: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    summary: Option<Summary>,
-    #[serde(rename = "outputTail", default)]
-    output_tail: String,
-}
-
-impl Line {
-    fn of(run: &RunRecord) -> Line {
-        Line {
-            start: local_rfc3339(run.start),
-            end: local_rfc3339(run.end),
-            reason: run.reason,
-            outcome: run.outcome,
-            exit_code: run.exit_code,
-            error: run.error.clone(),
-            hooks: run.hooks.clone(),
-            snapshot: run.snapshot.clone(),
-            summary: run.summary.clone(),
-            output_tail: process::last_bytes(&run.output_tail, OUTPUT_BYTES).to_string(),
-        }
-    }
-
-    fn into_record(self) -> Option<RunRecord> {
-        Some(RunRecord {
-            start: self.start.parse::<Timestamp>().ok()?,
-            end: self.end.parse::<Timestamp>().ok()?,
-            reason: self.reason,
-            outcome: self.outcome,
-            exit_code: self.exit_code,
-            error: self.error,
-            output_tail: self.output_tail,
-            summary: self.summary,
-            snapshot: self.snapshot,
-            hooks: self.hooks,
-        })
-    }
+/// One line of a history file: the run as `/job` shows it, with at most
+/// [`OUTPUT_BYTES`] of its output.
+fn line_of(run: &RunRecord, tz: &TimeZone) -> String {
+    let tail = process::last_bytes(&run.output_tail, OUTPUT_BYTES);
+    serde_json::to_string(&Run::of(run, Some(tail), tz)).expect("a history line serializes")
 }
 
 /// A history file that could not be read or written.
@@ -150,7 +103,8 @@ fn read_file(path: &Path, keep: usize) -> Result<Read, Error> {
     let text = String::from_utf8_lossy(&bytes);
     let mut runs: Vec<RunRecord> = text
         .lines()
-        .filter_map(|line| serde_json::from_str::<Line>(line).ok()?.into_record())
+        .filter_map(|line| serde_json::from_str::<Run>(line).ok())
+        .map(Run::into_record)
         .collect();
     let surplus = runs.len().saturating_sub(keep);
     runs.drain(..surplus);
@@ -222,7 +176,7 @@ impl History {
     /// with the newest `keep`. Never through a link; mode 0600 in a 0700
     /// directory.
     pub fn append(&mut self, run: &RunRecord) -> Result<(), Error> {
-        let mut line = serde_json::to_string(&Line::of(run)).expect("a history line serializes");
+        let mut line = line_of(run, &TimeZone::system());
         line.push('\n');
         if self.torn {
             line.insert(0, '\n');
@@ -254,10 +208,8 @@ impl History {
 
     /// Rewrites the file with the newest `keep` of `runs` and `line`.
     fn rewrite(&mut self, runs: Vec<RunRecord>, line: &str) -> Result<(), Error> {
-        let mut runs: Vec<String> = runs
-            .iter()
-            .map(|run| serde_json::to_string(&Line::of(run)).expect("a history line serializes"))
-            .collect();
+        let tz = TimeZone::system();
+        let mut runs: Vec<String> = runs.iter().map(|run| line_of(run, &tz)).collect();
         runs.push(line.trim().to_string());
         let surplus = runs.len().saturating_sub(self.keep);
         runs.drain(..surplus);
@@ -280,7 +232,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use jiff::Timestamp;
+
     use crate::hook::HookName;
+    use crate::outcome::{HookRecord, Outcome, Reason};
 
     fn run(second: i64, outcome: Outcome) -> RunRecord {
         RunRecord {

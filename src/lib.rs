@@ -1,6 +1,7 @@
 //! restic-cronned: runs restic jobs on their schedules, one thread per job,
 //! controlled over a small HTTP API.
 
+pub mod api;
 pub mod board;
 pub mod client;
 pub mod clock;
