@@ -546,6 +546,12 @@ fn twenty_jobs(env: &TestEnv) -> Daemon {
             && job(d, "g-stopped")["status"] == "stopped")
             .then_some(())
     });
+    // Each job's thread reads its history right after the start.
+    daemon.wait_for("every history to be read", |d| {
+        (1..=11)
+            .all(|i| !job(d, &format!("ok-{i:02}"))["lastRun"].is_null())
+            .then_some(())
+    });
     daemon
 }
 
@@ -569,6 +575,10 @@ fn the_first_state_is_inlined_and_job_data_cannot_end_its_script() {
     wait_a_day(&env, "hostile", 1);
     env.write_job_text(HOSTILE, r#"{"ResticArguments": ["backup"]}"#);
     let daemon = env.start();
+    // Each job's thread reads its history right after the start.
+    daemon.wait_for("the history to be read", |d| {
+        (job(d, "hostile")["error"] == BREAKOUT).then_some(())
+    });
     let bearer = format!("Bearer {TOKEN}");
     let (status, page) = http(&daemon.addr, "GET", "/", &[("Authorization", &bearer)]).unwrap();
     assert_eq!(status, 200, "{page}");
