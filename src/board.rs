@@ -384,7 +384,9 @@ fn queue_entry<'a>(s: &'a JobStatus, tz: &TimeZone) -> QueueEntry<'a> {
         next_job: job.map_or(NextJob::default(), |j| next_job(&j.next_job_raw)),
         username: Cow::Borrowed(keyring.map_or("", |k| &k.username)),
         service: Cow::Borrowed(keyring.map_or("", |k| &k.service)),
-        restic_path: Cow::Borrowed(job.map_or("", |j| &j.restic_path)),
+        restic_path: job
+            .and_then(|j| j.restic_path.as_deref())
+            .map_or(Cow::Borrowed(""), |p| p.to_string_lossy()),
         restic_arguments: job.map(|j| {
             j.restic_arguments
                 .iter()

@@ -142,8 +142,8 @@ pub struct Job {
     /// `NextJob` as the file gave it (a string or a list), for `/queue`.
     pub next_job_raw: Value,
     pub keyring: Option<KeyringEntry>,
-    /// `ResticPath` as given; empty means `restic` from PATH.
-    pub restic_path: String,
+    /// `ResticPath` as given; `None` (absent or empty): `restic` from PATH.
+    pub restic_path: Option<PathBuf>,
     pub restic_arguments: Vec<String>,
     /// May hold credentials (S3 keys): never in `Debug`.
     pub env: Redacted<BTreeMap<String, String>>,
@@ -695,7 +695,7 @@ impl Parser<'_, '_> {
                 None
             }
         };
-        let restic_path = self.string("ResticPath").unwrap_or_default();
+        let restic_path = self.string("ResticPath").filter(|p| !p.is_empty());
         let restic_arguments = match self.object.get("ResticArguments") {
             None => {
                 self.error(
@@ -709,8 +709,10 @@ impl Parser<'_, '_> {
             Some(_) => self.field("ResticArguments", |v, _| string_list(v)),
         };
         let env = self.field("Env", environment).unwrap_or_default();
-        if !restic_path.is_empty() && running_as_root() {
-            self.check_program_for_root("ResticPath", &restic_path, &env);
+        if let Some(program) = &restic_path
+            && running_as_root()
+        {
+            self.check_program_for_root("ResticPath", program, &env);
         }
         let hooks = self.hooks();
         if running_as_root() {
@@ -749,7 +751,7 @@ impl Parser<'_, '_> {
             next_jobs,
             next_job_raw,
             keyring,
-            restic_path,
+            restic_path: restic_path.map(PathBuf::from),
             restic_arguments: restic_arguments?,
             env: Redacted(env),
             timeout: timeout.filter(|t| !t.is_zero()),

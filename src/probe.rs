@@ -141,10 +141,9 @@ fn probe_job(
     let mut spec = run::restic_spec(job, job_dir);
     spec.args = repository_probe_arguments(&job.restic_arguments);
     let program = spec.program.to_string_lossy().into_owned();
-    let restic = if job.restic_path.is_empty() {
-        "restic (no ResticPath)".to_string()
-    } else {
-        format!("ResticPath {}", job.restic_path)
+    let restic = match &job.restic_path {
+        Some(path) => format!("ResticPath {}", path.display()),
+        None => "restic (no ResticPath)".to_string(),
     };
     let found = match find_program(&restic, &program, &job.env, job_dir) {
         Ok(path) => Some(path),
@@ -283,7 +282,7 @@ mod tests {
             next_jobs: Vec::new(),
             next_job_raw: Value::Null,
             keyring: None,
-            restic_path: restic_path.into(),
+            restic_path: (!restic_path.is_empty()).then(|| restic_path.into()),
             restic_arguments: args.iter().map(|a| a.to_string()).collect(),
             env: Redacted(BTreeMap::new()),
             timeout: None,

@@ -95,10 +95,9 @@ impl BoardEntry {
 /// How `job` starts restic (without its password, which is read at each
 /// run): its program, arguments and `Env`, in the job directory.
 pub fn restic_spec(job: &Job, job_dir: &Path) -> Spec {
-    let program = if job.restic_path.is_empty() {
-        "restic".into()
-    } else {
-        job.restic_path.clone().into()
+    let program = match &job.restic_path {
+        Some(path) => path.clone().into_os_string(),
+        None => "restic".into(),
     };
     Spec {
         program,
