@@ -22,7 +22,7 @@ use crate::notify::Message;
 use crate::outcome::{Outcome, Reason, RunRecord};
 use crate::restic::{self, Repository, RepositorySource};
 use crate::rules::{self, Counters, Decision, Ended, GiveUp, Policy};
-use crate::run::{BoardEntry, Context, Progress, Run, Stop};
+use crate::run::{BoardEntry, Context, Notice, Progress, Run, Stop};
 use crate::schedule::{self, Deadlines, Saved};
 use crate::state::{self, State};
 
@@ -62,13 +62,6 @@ impl Control {
         };
         Some(Stop { by, shutdown })
     }
-}
-
-/// What a job tells the daemon.
-#[derive(Debug)]
-pub enum Notice {
-    /// The job succeeded; trigger these jobs.
-    FollowUp { from: JobName, next: Vec<JobName> },
 }
 
 /// The daemon's handle on a job thread.

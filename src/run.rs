@@ -54,13 +54,20 @@ const HOOK_VARIABLES: &[&str] = &[
     "RESTIC_CRONNED_SNAPSHOT",
 ];
 
+/// What a job tells the daemon.
+#[derive(Debug)]
+pub enum Notice {
+    /// The job succeeded; trigger these jobs.
+    FollowUp { from: JobName, next: Vec<JobName> },
+}
+
 /// What every job shares.
 pub struct Context {
     pub board: Board,
     pub state_dir: PathBuf,
     pub job_dir: PathBuf,
     pub stop_grace: Duration,
-    pub notices: Sender<crate::job::Notice>,
+    pub notices: Sender<Notice>,
     pub repositories: Arc<Repositories>,
     pub pings: PingSender,
     /// Where jobs with `Username`/`Service` find their password.
