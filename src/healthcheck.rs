@@ -4,13 +4,11 @@
 //! so a slow or dead ping URL never delays a job; every request has a 10 s
 //! timeout, and a failed ping is logged, never fatal.
 
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
 use log::{debug, warn};
 
+use crate::delivery::{Courier, NotQueued, Pool, Queue, Settings};
 use crate::outcome::{Outcome, RunRecord};
 use crate::process;
 
@@ -71,160 +69,67 @@ fn join(base: &str, what: &str) -> String {
 }
 
 /// How many threads send pings. A job's pings always go through the same
-/// one, in order; a dead ping host holds up only the jobs that share its
-/// thread, and never a job itself.
+/// one, in order; each job has its own up to this many, then they share,
+/// so a dead ping host holds up only the jobs that share its thread, and
+/// never a job itself.
 const SENDERS: usize = 4;
 
 /// Where jobs queue their pings (cheap to clone).
 #[derive(Clone)]
 pub struct PingSender {
-    shared: Arc<Shared>,
+    queue: Queue<Ping>,
 }
 
 impl PingSender {
     /// Queues `ping` on its job's thread, starting that thread with the
     /// first ping it gets (never blocks).
     pub fn send(&self, ping: Ping) {
-        let index = ping
-            .job
-            .bytes()
-            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b.into()))
-            % SENDERS;
-        let mut workers = self.shared.workers();
-        if workers.closed {
-            warn!(
-                "[{}] shutting down: healthcheck ping to {} not sent",
-                ping.job,
-                without_path(&ping.url)
-            );
-            return;
+        let job = ping.job.clone();
+        let host = without_path(&ping.url);
+        match self.queue.send(&job, ping) {
+            Ok(()) => {}
+            Err(NotQueued::ShuttingDown) => {
+                warn!("[{job}] shutting down: healthcheck ping to {host} not sent");
+            }
+            Err(why) => warn!("[{job}] healthcheck ping to {host} not sent: {why}"),
         }
-        let queue = match &workers.queues[index] {
-            Some(queue) => queue.clone(),
-            None => match start_thread(&self.shared, &mut workers, index) {
-                Ok(queue) => queue,
-                Err(e) => {
-                    // A thread limit (systemd TasksMax) costs this ping,
-                    // not the job.
-                    warn!(
-                        "[{}] healthcheck ping to {} not sent: cannot start a thread: {e}",
-                        ping.job,
-                        without_path(&ping.url)
-                    );
-                    return;
-                }
-            },
-        };
-        // Unbounded: never blocks.
-        let _ = queue.send(ping);
     }
 }
 
-/// What the pinger, its senders and its threads share.
-struct Shared {
-    /// Set at shutdown: pings still queued after this are dropped, so a
-    /// dead ping URL cannot hold the daemon's exit up for long.
-    give_up_at: OnceLock<Instant>,
-    /// Locked only to queue a ping or start a thread, never while one is
-    /// sent.
-    workers: Mutex<Workers>,
-}
-
-impl Shared {
-    fn workers(&self) -> MutexGuard<'_, Workers> {
-        self.workers.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// The sending threads, started one by one as pings need them: most
-/// daemons have no job with a `Healthcheck` and start none (as
-/// notifications do, src/notify.rs).
-struct Workers {
-    /// Set when the pinger is dropped: nothing more is queued.
-    closed: bool,
-    /// Built with the first thread, shared by all.
-    agent: Option<ureq::Agent>,
-    /// Each thread's queue; `None` until its first ping.
-    queues: Vec<Option<Sender<Ping>>>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-/// The threads that send pings. Dropping it sends what is queued (for at
-/// most [`TIMEOUT`] more), then joins them.
+/// The threads that send pings, started one by one as pings need them:
+/// most daemons have no job with a `Healthcheck` and start none. Dropping
+/// it sends what is queued (for at most [`TIMEOUT`] more), then joins them.
 pub struct Pinger {
-    shared: Arc<Shared>,
+    pool: Pool<Ping>,
 }
 
 impl Pinger {
     /// A pinger; it starts no thread until the first ping.
     pub fn spawn() -> std::io::Result<Pinger> {
+        let settings = Settings {
+            thread_name: "healthcheck",
+            max_threads: SENDERS,
+            timeout: TIMEOUT,
+            shutdown_grace: TIMEOUT,
+            agent,
+        };
         Ok(Pinger {
-            shared: Arc::new(Shared {
-                give_up_at: OnceLock::new(),
-                workers: Mutex::new(Workers {
-                    closed: false,
-                    agent: None,
-                    queues: vec![None; SENDERS],
-                    threads: Vec::new(),
-                }),
-            }),
+            pool: Pool::new(settings, send),
         })
     }
 
     /// Where jobs queue their pings.
     pub fn sender(&self) -> PingSender {
         PingSender {
-            shared: self.shared.clone(),
+            queue: self.pool.queue(),
         }
     }
 
-    #[cfg(test)]
-    fn threads_started(&self) -> usize {
-        self.shared.workers().threads.len()
-    }
-}
-
-impl Pinger {
     /// At shutdown: what is not sent by `at` is dropped (the first deadline
     /// set counts; dropping the pinger sets one [`TIMEOUT`] from then).
     pub fn give_up_at(&self, at: Instant) {
-        let _ = self.shared.give_up_at.set(at);
+        self.pool.give_up_at(at);
     }
-}
-
-impl Drop for Pinger {
-    fn drop(&mut self) {
-        let shared = &self.shared;
-        let _ = shared.give_up_at.set(Instant::now() + TIMEOUT);
-        let threads = {
-            let mut workers = shared.workers();
-            workers.closed = true;
-            // Senders held by jobs that outlive us queue nothing more, so
-            // dropping these queues ends each thread once it is empty.
-            workers.queues.clear();
-            std::mem::take(&mut workers.threads)
-        };
-        for thread in threads {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Starts sending thread `index` and returns its queue.
-fn start_thread(
-    shared: &Arc<Shared>,
-    workers: &mut Workers,
-    index: usize,
-) -> std::io::Result<Sender<Ping>> {
-    let agent = workers.agent.get_or_insert_with(agent).clone();
-    let (queue, pings) = unbounded();
-    let thread_shared = shared.clone();
-    let thread = thread::Builder::new()
-        .name(format!("healthcheck {index}"))
-        .spawn(move || send_all(&agent, pings, &thread_shared.give_up_at))?;
-    workers.threads.push(thread);
-    workers.queues[index] = Some(queue.clone());
-    Ok(queue)
 }
 
 fn agent() -> ureq::Agent {
@@ -235,45 +140,35 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-fn send_all(agent: &ureq::Agent, pings: Receiver<Ping>, give_up_at: &OnceLock<Instant>) {
-    for ping in pings {
-        // At shutdown a ping gets what is left of the grace, not a fresh
-        // timeout.
-        let left = match give_up_at.get() {
-            None => Some(TIMEOUT),
-            Some(at) => at
-                .checked_duration_since(Instant::now())
-                .filter(|left| !left.is_zero())
-                .map(|left| left.min(TIMEOUT)),
-        };
-        let Some(timeout) = left else {
-            warn!(
-                "[{}] shutting down: healthcheck ping to {} not sent",
-                ping.job,
-                without_path(&ping.url)
-            );
-            continue;
-        };
-        let result = match &ping.body {
-            None => agent
-                .get(&ping.url)
-                .config()
-                .timeout_global(Some(timeout))
-                .build()
-                .call(),
-            Some(body) => agent
-                .post(&ping.url)
-                .config()
-                .timeout_global(Some(timeout))
-                .build()
-                .send(body.as_bytes()),
-        };
-        // The path holds the check's secret UUID: logs name the host only.
-        let host = without_path(&ping.url);
-        match result {
-            Ok(_) => debug!("[{}] pinged {host}", ping.job),
-            Err(e) => warn!("[{}] healthcheck ping to {host} failed: {e}", ping.job),
-        }
+fn send(courier: &Courier, ping: Ping) {
+    // The path holds the check's secret UUID: logs name the host only.
+    let host = without_path(&ping.url);
+    let Some(timeout) = courier.time_left() else {
+        warn!(
+            "[{}] shutting down: healthcheck ping to {host} not sent",
+            ping.job
+        );
+        return;
+    };
+    let result = match &ping.body {
+        None => courier
+            .agent
+            .get(&ping.url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .call(),
+        Some(body) => courier
+            .agent
+            .post(&ping.url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .send(body.as_bytes()),
+    };
+    match result {
+        Ok(_) => debug!("[{}] pinged {host}", ping.job),
+        Err(e) => warn!("[{}] healthcheck ping to {host} failed: {e}", ping.job),
     }
 }
 
@@ -351,19 +246,16 @@ mod tests {
     }
 
     #[test]
-    fn threads_start_with_the_first_ping_and_end_with_the_pinger() {
+    fn threads_start_with_the_first_ping_of_each_job() {
         let pinger = Pinger::spawn().unwrap();
-        assert_eq!(pinger.threads_started(), 0, "no thread before a ping");
+        assert_eq!(pinger.pool.threads_started(), 0, "no thread before a ping");
         // Port 9 on localhost: refused at once, so the thread is quick.
         let url = "http://127.0.0.1:9/uuid";
         pinger.sender().send(Ping::start("a", url));
         pinger.sender().send(Ping::start("a", url));
-        assert_eq!(pinger.threads_started(), 1, "one thread per queue");
-        let sender = pinger.sender();
-        drop(pinger);
-        // A job that outlives the pinger queues nothing and starts nothing.
-        sender.send(Ping::start("b", url));
-        assert!(sender.shared.workers().threads.is_empty());
+        assert_eq!(pinger.pool.threads_started(), 1, "one thread per job");
+        pinger.sender().send(Ping::start("b", url));
+        assert_eq!(pinger.pool.threads_started(), 2, "one thread per job");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod command_line;
 pub mod config;
 pub mod cron;
 pub mod daemon;
+pub mod delivery;
 pub mod exclusion;
 pub mod files;
 pub mod healthcheck;

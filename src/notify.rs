@@ -15,20 +15,18 @@
 //! `restic_cronned_notifications_failed_total`) and logged with the host
 //! only. At shutdown what is still queued gets 10 s more, then is dropped.
 
-use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use jiff::Timestamp;
 use log::{debug, warn};
 use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::{Map, Value, json};
 
+use crate::delivery::{Courier, NotQueued, Pool, Queue, Settings};
 use crate::healthcheck;
 use crate::json::{self, Object, describe_type};
 use crate::outcome::{Outcome, RunRecord};
@@ -887,79 +885,12 @@ struct Delivery {
     request: Request,
 }
 
-/// What the notifier, its senders and its threads share.
-struct Shared {
-    attempts: Attempts,
-    /// Messages that failed every attempt, or were dropped at shutdown.
-    failed: Arc<AtomicU64>,
-    /// Set at shutdown: what is not delivered by then is dropped, so a
-    /// dead receiver cannot hold the daemon's exit up for long.
-    give_up_at: OnceLock<Instant>,
-    /// Locked only to queue a message or start a thread, never while one
-    /// is delivered.
-    workers: Mutex<Workers>,
-}
-
-/// The delivery threads, started one by one as messages need them.
-struct Workers {
-    /// Set when the notifier is dropped: nothing more is queued.
-    closed: bool,
-    /// Built with the first thread, shared by all.
-    agent: Option<ureq::Agent>,
-    /// Each thread's queue, started as targets need them.
-    queues: Vec<Sender<Delivery>>,
-    /// Which thread delivers to which target URL.
-    by_target: HashMap<String, usize>,
-    threads: Vec<JoinHandle<()>>,
-    /// Nothing is ever sent on it: dropping it at shutdown wakes the
-    /// threads that wait to retry.
-    stop: Option<Sender<()>>,
-    stopped: Receiver<()>,
-}
-
-impl Shared {
-    fn workers(&self) -> MutexGuard<'_, Workers> {
-        self.workers.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn count_failed(&self) {
-        self.failed.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The time the next attempt may take: [`Attempts::timeout`], or what
-    /// is left before the shutdown's deadline, not a fresh period; `None`
-    /// when that has passed.
-    fn attempt_timeout(&self) -> Option<Duration> {
-        match self.give_up_at.get() {
-            None => Some(self.attempts.timeout),
-            Some(at) => at
-                .checked_duration_since(Instant::now())
-                .filter(|left| !left.is_zero())
-                .map(|left| left.min(self.attempts.timeout)),
-        }
-    }
-
-    /// Waits until `at` for a retry; `false` when the shutdown's deadline
-    /// comes first.
-    fn wait_for_retry(&self, at: Instant, stopped: &Receiver<()>) -> bool {
-        // Before the shutdown the wait is on `stopped`, so the shutdown
-        // does not wait for a retry 5 s away; after it (the deadline is set
-        // before `stop` is dropped) the deadline decides.
-        let _ = stopped.recv_deadline(at);
-        if let Some(give_up_at) = self.give_up_at.get() {
-            if at >= *give_up_at {
-                return false;
-            }
-            thread::sleep(at.saturating_duration_since(Instant::now()));
-        }
-        true
-    }
-}
-
 /// Delivers notifications on its own threads. Dropping it gives what is
 /// queued [`Attempts::shutdown_grace`] more, then joins the threads.
 pub struct Notifier {
-    shared: Arc<Shared>,
+    pool: Pool<Delivery>,
+    /// Messages that failed every attempt, or were dropped at shutdown.
+    failed: Arc<AtomicU64>,
 }
 
 impl Default for Notifier {
@@ -976,93 +907,63 @@ impl Notifier {
     }
 
     pub fn with_attempts(attempts: Attempts) -> Notifier {
-        let (stop, stopped) = bounded(0);
-        let workers = Workers {
-            closed: false,
-            agent: None,
-            queues: Vec::new(),
-            by_target: HashMap::new(),
-            threads: Vec::new(),
-            stop: Some(stop),
-            stopped,
-        };
-        Notifier {
-            shared: Arc::new(Shared {
-                attempts,
-                failed: Arc::new(AtomicU64::new(0)),
-                give_up_at: OnceLock::new(),
-                workers: Mutex::new(workers),
-            }),
-        }
+        Notifier::build(attempts, Arc::new(AtomicU64::new(0)))
     }
 
     /// A notifier that counts its failed messages in `failed` (the
     /// board's counter, which `/metrics` shows).
     pub fn counting_in(failed: Arc<AtomicU64>) -> Notifier {
-        let mut notifier = Notifier::new();
-        if let Some(shared) = Arc::get_mut(&mut notifier.shared) {
-            shared.failed = failed;
-        }
-        notifier
+        Notifier::build(Attempts::default(), failed)
+    }
+
+    fn build(attempts: Attempts, failed: Arc<AtomicU64>) -> Notifier {
+        let settings = Settings {
+            thread_name: "notify",
+            max_threads: MAX_THREADS,
+            timeout: attempts.timeout,
+            shutdown_grace: attempts.shutdown_grace,
+            agent,
+        };
+        let counter = failed.clone();
+        let pool = Pool::new(settings, move |courier: &Courier, delivery| {
+            if !deliver(courier, &delivery, &attempts.backoff) {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        Notifier { pool, failed }
     }
 
     /// Where jobs send their messages.
     pub fn sender(&self) -> NotifySender {
         NotifySender {
-            shared: self.shared.clone(),
+            queue: self.pool.queue(),
+            failed: self.failed.clone(),
         }
     }
 
     /// Messages that failed every attempt or were dropped at shutdown.
     pub fn failed_total(&self) -> u64 {
-        self.shared.failed.load(Ordering::Relaxed)
+        self.failed.load(Ordering::Relaxed)
     }
 
     /// The counter behind [`Notifier::failed_total`], for `/metrics`.
     pub fn failed_counter(&self) -> Arc<AtomicU64> {
-        self.shared.failed.clone()
+        self.failed.clone()
     }
 
-    #[cfg(test)]
-    fn threads_started(&self) -> usize {
-        self.shared.workers().threads.len()
-    }
-}
-
-impl Notifier {
     /// At shutdown: what is not delivered by `at` is dropped (the first
     /// deadline set counts; dropping the notifier sets one
     /// [`Attempts::shutdown_grace`] from then).
     pub fn give_up_at(&self, at: Instant) {
-        let _ = self.shared.give_up_at.set(at);
-    }
-}
-
-impl Drop for Notifier {
-    fn drop(&mut self) {
-        let shared = &self.shared;
-        let _ = shared
-            .give_up_at
-            .set(Instant::now() + shared.attempts.shutdown_grace);
-        let threads = {
-            let mut workers = shared.workers();
-            workers.closed = true;
-            // Senders held by jobs that outlive us queue nothing more, so
-            // dropping these queues ends each thread once it is empty.
-            workers.queues.clear();
-            workers.stop = None;
-            std::mem::take(&mut workers.threads)
-        };
-        for thread in threads {
-            let _ = thread.join();
-        }
+        self.pool.give_up_at(at);
     }
 }
 
 /// Where jobs queue their notifications (cheap to clone).
 #[derive(Clone)]
 pub struct NotifySender {
-    shared: Arc<Shared>,
+    queue: Queue<Delivery>,
+    failed: Arc<AtomicU64>,
 }
 
 impl NotifySender {
@@ -1070,83 +971,32 @@ impl NotifySender {
     /// blocks. Nothing is started when no target wants it.
     pub fn send(&self, targets: &[Target], message: Message) {
         for target in targets.iter().filter(|t| t.wants(message.event)) {
-            self.queue(Delivery {
-                job: message.job.clone(),
+            let job = &message.job;
+            let event = message.event.as_str();
+            let host = target.url_shown();
+            let delivery = Delivery {
+                job: job.clone(),
                 event: message.event,
-                host: target.url_shown(),
+                host: host.clone(),
                 request: request(target, &message),
-            });
+            };
+            let Err(why) = self.queue.send(&target.url, delivery) else {
+                continue;
+            };
+            match why {
+                NotQueued::ShuttingDown => {
+                    warn!("[{job}] shutting down: {event} notification to {host} not sent");
+                }
+                why => warn!("[{job}] {event} notification to {host} not sent: {why}"),
+            }
+            self.failed.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Messages that failed every attempt or were dropped at shutdown.
     pub fn failed_total(&self) -> u64 {
-        self.shared.failed.load(Ordering::Relaxed)
+        self.failed.load(Ordering::Relaxed)
     }
-
-    fn queue(&self, delivery: Delivery) {
-        let shared = &self.shared;
-        let mut workers = shared.workers();
-        if workers.closed {
-            warn!(
-                "[{}] shutting down: {} notification to {} not sent",
-                delivery.job,
-                delivery.event.as_str(),
-                delivery.host
-            );
-            shared.count_failed();
-            return;
-        }
-        let url = &delivery.request.url;
-        let queue = match workers.by_target.get(url) {
-            Some(&index) => workers.queues[index].clone(),
-            None if workers.queues.len() >= MAX_THREADS => {
-                let index = url
-                    .bytes()
-                    .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b.into()))
-                    % MAX_THREADS;
-                workers.by_target.insert(url.clone(), index);
-                workers.queues[index].clone()
-            }
-            None => match start_thread(shared, &mut workers, url) {
-                Ok(queue) => queue,
-                Err(e) => {
-                    // A thread limit (systemd TasksMax) costs this message,
-                    // not the job.
-                    warn!(
-                        "[{}] {} notification to {} not sent: cannot start a thread: {e}",
-                        delivery.job,
-                        delivery.event.as_str(),
-                        delivery.host
-                    );
-                    shared.count_failed();
-                    return;
-                }
-            },
-        };
-        // Unbounded: never blocks.
-        let _ = queue.send(delivery);
-    }
-}
-
-/// Starts a delivery thread for the target `url` and returns its queue.
-fn start_thread(
-    shared: &Arc<Shared>,
-    workers: &mut Workers,
-    url: &str,
-) -> std::io::Result<Sender<Delivery>> {
-    let index = workers.queues.len();
-    let agent = workers.agent.get_or_insert_with(agent).clone();
-    let (queue, deliveries) = unbounded();
-    let stopped = workers.stopped.clone();
-    let thread_shared = shared.clone();
-    let thread = thread::Builder::new()
-        .name(format!("notify {index}"))
-        .spawn(move || deliver_all(&agent, deliveries, &stopped, &thread_shared))?;
-    workers.threads.push(thread);
-    workers.queues.push(queue.clone());
-    workers.by_target.insert(url.to_string(), index);
-    Ok(queue)
 }
 
 fn agent() -> ureq::Agent {
@@ -1161,49 +1011,28 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-fn deliver_all(
-    agent: &ureq::Agent,
-    deliveries: Receiver<Delivery>,
-    stopped: &Receiver<()>,
-    shared: &Shared,
-) {
-    for delivery in deliveries {
-        if !deliver(agent, &delivery, stopped, shared) {
-            shared.count_failed();
-        }
-    }
-}
-
-/// Sends `delivery` with its retries; whether it arrived. Logs name the
-/// host only: the rest of the URL is a secret.
-fn deliver(
-    agent: &ureq::Agent,
-    delivery: &Delivery,
-    stopped: &Receiver<()>,
-    shared: &Shared,
-) -> bool {
+/// Sends `delivery`, retrying after each of `backoff`; whether it arrived.
+/// Logs name the host only: the rest of the URL is a secret.
+fn deliver(courier: &Courier, delivery: &Delivery, backoff: &[Duration]) -> bool {
     let Delivery {
         job, event, host, ..
     } = delivery;
     let event = event.as_str();
-    let attempts = shared.attempts.backoff.len() + 1;
+    let attempts = backoff.len() + 1;
     let mut last_error = String::new();
     for attempt in 0..attempts {
-        if attempt > 0 {
-            let retry_at = Instant::now() + shared.attempts.backoff[attempt - 1];
-            if !shared.wait_for_retry(retry_at, stopped) {
-                warn!(
-                    "[{job}] shutting down: {event} notification to {host} not sent after \
-                     {attempt} attempt(s): {last_error}"
-                );
-                return false;
-            }
+        if attempt > 0 && !courier.wait_until(Instant::now() + backoff[attempt - 1]) {
+            warn!(
+                "[{job}] shutting down: {event} notification to {host} not sent after \
+                 {attempt} attempt(s): {last_error}"
+            );
+            return false;
         }
-        let Some(timeout) = shared.attempt_timeout() else {
+        let Some(timeout) = courier.time_left() else {
             warn!("[{job}] shutting down: {event} notification to {host} not sent");
             return false;
         };
-        match post(agent, &delivery.request, timeout) {
+        match post(&courier.agent, &delivery.request, timeout) {
             Ok(()) => {
                 debug!("[{job}] {event} notification sent to {host}");
                 return true;
@@ -1248,8 +1077,10 @@ fn post(agent: &ureq::Agent, request: &Request, timeout: Duration) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crossbeam_channel::{Receiver, unbounded};
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpListener;
+    use std::thread;
 
     fn parse(value: Value) -> Result<Vec<Target>, Vec<ParseError>> {
         parse_targets(&value, &mut Vec::new())
@@ -1720,7 +1551,7 @@ mod tests {
     fn a_message_is_posted_once_with_its_headers() {
         let receiver = receiver(&[200]);
         let notifier = Notifier::with_attempts(fast());
-        assert_eq!(notifier.threads_started(), 0);
+        assert_eq!(notifier.pool.threads_started(), 0);
         let sender = notifier.sender();
         // Nothing wants a success: nothing is queued, no thread starts.
         let success = Message {
@@ -1728,10 +1559,10 @@ mod tests {
             ..giveup()
         };
         sender.send(&[text_target(&receiver.url)], success);
-        assert_eq!(notifier.threads_started(), 0);
+        assert_eq!(notifier.pool.threads_started(), 0);
 
         sender.send(&[text_target(&receiver.url)], giveup());
-        assert_eq!(notifier.threads_started(), 1);
+        assert_eq!(notifier.pool.threads_started(), 1);
         let Received {
             request_line,
             headers,
