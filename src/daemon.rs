@@ -406,7 +406,7 @@ fn run_one(config: &Config, config_warnings: &[String], name: &str) -> Result<()
         what: "healthcheck",
         source,
     })?;
-    let notifications = notify::Notifier::new();
+    let notifications = notify::Notifier::new(Arc::default());
     // Nobody reads the notices: `--run` starts no other job.
     let board = Board::new(&job_dir(config).display().to_string());
     let mut context = job_context(
@@ -783,7 +783,7 @@ impl Daemon {
             source,
         })?;
         let board = Board::new(&job_dir(&config).display().to_string());
-        let notifications = notify::Notifier::counting_in(board.notifications_failed().clone());
+        let notifications = notify::Notifier::new(board.notifications_failed().clone());
         let context = Arc::new(job_context(
             &config,
             board.clone(),

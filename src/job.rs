@@ -845,7 +845,10 @@ impl Actor {
             .collect();
         self.notify(&events, Some(&record));
         let stale = self.stale;
-        self.last_record = Some(record.clone());
+        if !self.context.persist {
+            // `--run` returns it; the daemon's jobs keep theirs on the board.
+            self.last_record = Some(record.clone());
+        }
         self.publish(|s| {
             s.status = if stopped {
                 Status::Stopped

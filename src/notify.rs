@@ -893,30 +893,15 @@ pub struct Notifier {
     failed: Arc<AtomicU64>,
 }
 
-impl Default for Notifier {
-    fn default() -> Notifier {
-        Notifier::new()
-    }
-}
-
 impl Notifier {
-    /// A notifier with the attempts of SPEC §8. It starts no thread until
-    /// the first message.
-    pub fn new() -> Notifier {
-        Notifier::with_attempts(Attempts::default())
+    /// A notifier with the attempts of SPEC §8 that counts the messages
+    /// that failed every attempt in `failed` (the board's counter, which
+    /// `/metrics` shows). It starts no thread until the first message.
+    pub fn new(failed: Arc<AtomicU64>) -> Notifier {
+        Notifier::with_attempts(Attempts::default(), failed)
     }
 
-    pub fn with_attempts(attempts: Attempts) -> Notifier {
-        Notifier::build(attempts, Arc::new(AtomicU64::new(0)))
-    }
-
-    /// A notifier that counts its failed messages in `failed` (the
-    /// board's counter, which `/metrics` shows).
-    pub fn counting_in(failed: Arc<AtomicU64>) -> Notifier {
-        Notifier::build(Attempts::default(), failed)
-    }
-
-    fn build(attempts: Attempts, failed: Arc<AtomicU64>) -> Notifier {
+    pub fn with_attempts(attempts: Attempts, failed: Arc<AtomicU64>) -> Notifier {
         let settings = Settings {
             thread_name: "notify",
             max_threads: MAX_THREADS,
@@ -939,16 +924,6 @@ impl Notifier {
             queue: self.pool.queue(),
             failed: self.failed.clone(),
         }
-    }
-
-    /// Messages that failed every attempt or were dropped at shutdown.
-    pub fn failed_total(&self) -> u64 {
-        self.failed.load(Ordering::Relaxed)
-    }
-
-    /// The counter behind [`Notifier::failed_total`], for `/metrics`.
-    pub fn failed_counter(&self) -> Arc<AtomicU64> {
-        self.failed.clone()
     }
 
     /// At shutdown: what is not delivered by `at` is dropped (the first
@@ -994,7 +969,8 @@ impl NotifySender {
     }
 
     /// Messages that failed every attempt or were dropped at shutdown.
-    pub fn failed_total(&self) -> u64 {
+    #[cfg(test)]
+    fn failed_total(&self) -> u64 {
         self.failed.load(Ordering::Relaxed)
     }
 }
@@ -1550,7 +1526,7 @@ mod tests {
     #[test]
     fn a_message_is_posted_once_with_its_headers() {
         let receiver = receiver(&[200]);
-        let notifier = Notifier::with_attempts(fast());
+        let notifier = Notifier::with_attempts(fast(), Arc::default());
         assert_eq!(notifier.pool.threads_started(), 0);
         let sender = notifier.sender();
         // Nothing wants a success: nothing is queued, no thread starts.
@@ -1585,7 +1561,7 @@ mod tests {
     #[test]
     fn a_failing_receiver_gets_three_attempts() {
         let receiver = receiver(&[500, 503, 200]);
-        let notifier = Notifier::with_attempts(fast());
+        let notifier = Notifier::with_attempts(fast(), Arc::default());
         notifier
             .sender()
             .send(&[text_target(&receiver.url)], giveup());
@@ -1595,7 +1571,7 @@ mod tests {
                 .recv_timeout(Duration::from_secs(10))
                 .unwrap();
         }
-        let failed = notifier.failed_counter();
+        let failed = notifier.failed.clone();
         drop(notifier);
         assert!(receiver.requests.try_recv().is_err());
         assert_eq!(failed.load(Ordering::Relaxed), 0);
@@ -1604,7 +1580,7 @@ mod tests {
     #[test]
     fn a_receiver_that_always_fails_is_counted_once_after_three_attempts() {
         let receiver = receiver(&[500]);
-        let notifier = Notifier::with_attempts(fast());
+        let notifier = Notifier::with_attempts(fast(), Arc::default());
         let sender = notifier.sender();
         sender.send(&[text_target(&receiver.url)], giveup());
         // The drop waits for the retries (they come before its deadline).
@@ -1618,12 +1594,12 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let notifier = Notifier::with_attempts(fast());
+        let notifier = Notifier::with_attempts(fast(), Arc::default());
         let url = format!("http://127.0.0.1:{port}/x");
         notifier
             .sender()
             .send(&[text_target(&url), text_target(&url)], giveup());
-        let failed = notifier.failed_counter();
+        let failed = notifier.failed.clone();
         drop(notifier);
         assert_eq!(failed.load(Ordering::Relaxed), 2);
     }
@@ -1633,11 +1609,14 @@ mod tests {
         // It accepts connections (the kernel does) and never reads.
         let silent = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/x", silent.local_addr().unwrap());
-        let notifier = Notifier::with_attempts(Attempts {
-            backoff: vec![Duration::from_millis(10), Duration::from_millis(10)],
-            timeout: Duration::from_millis(300),
-            shutdown_grace: Duration::from_millis(300),
-        });
+        let notifier = Notifier::with_attempts(
+            Attempts {
+                backoff: vec![Duration::from_millis(10), Duration::from_millis(10)],
+                timeout: Duration::from_millis(300),
+                shutdown_grace: Duration::from_millis(300),
+            },
+            Arc::default(),
+        );
         let sender = notifier.sender();
         let started = Instant::now();
         for _ in 0..20 {

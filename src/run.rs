@@ -295,7 +295,6 @@ pub struct Run {
     job: Arc<Job>,
     context: Arc<Context>,
     entry: BoardEntry,
-    reason: Reason,
     /// How the run-started line says why it runs (`retry 2`).
     why: String,
     repository: Option<Repository>,
@@ -310,13 +309,8 @@ pub struct Run {
     wrong_password: bool,
     /// The daemon is ending: hooks after restic get `StopGrace`.
     hurry: bool,
-    // The record being built.
-    start: Timestamp,
-    end: Timestamp,
-    outcome: Outcome,
-    exit_code: Option<i32>,
-    error: Option<String>,
-    hooks: Vec<HookRecord>,
+    /// The record being built; its output fields come from `output`.
+    record: RunRecord,
     output: RunOutput,
 }
 
@@ -337,7 +331,6 @@ impl Run {
             job,
             context,
             entry,
-            reason,
             why,
             repository: repository.0,
             repository_error: repository.1,
@@ -348,12 +341,18 @@ impl Run {
             retried_after_unlock: false,
             wrong_password: false,
             hurry: false,
-            start: now,
-            end: now,
-            outcome: Outcome::Success,
-            exit_code: None,
-            error: None,
-            hooks: Vec::new(),
+            record: RunRecord {
+                start: now,
+                end: now,
+                reason,
+                outcome: Outcome::Success,
+                exit_code: None,
+                error: None,
+                output_tail: String::new(),
+                summary: None,
+                snapshot: None,
+                hooks: Vec::new(),
+            },
             output: RunOutput::default(),
         };
         let progress = match run.job.preconditions.clone() {
@@ -462,10 +461,10 @@ impl Run {
             return Progress::Busy;
         }
         // Skipped: no restic, no hook, no healthcheck ping.
-        self.outcome = Outcome::Skipped;
-        self.error = Some(shown);
-        self.start = Timestamp::now();
-        self.end = self.start;
+        self.record.outcome = Outcome::Skipped;
+        self.record.error = Some(shown);
+        self.record.start = Timestamp::now();
+        self.record.end = self.record.start;
         self.phase = Phase::Over;
         self.finish()
     }
@@ -513,11 +512,11 @@ impl Run {
     /// `Before`, then restic.
     pub fn work(&mut self) -> Progress {
         let name = self.job.name.clone();
-        self.start = Timestamp::now();
+        self.record.start = Timestamp::now();
         if let Some(url) = &self.job.healthcheck {
             self.context.pings.send(Ping::start(name.as_str(), url));
         }
-        let since = self.start;
+        let since = self.record.start;
         self.entry.publish(|s| {
             s.status = Status::Working;
             s.running_since = Some(since);
@@ -555,9 +554,9 @@ impl Run {
 
     /// The run failed before or without restic.
     fn fail(&mut self, outcome: Outcome, error: String) -> Progress {
-        self.outcome = outcome;
-        self.error = Some(error);
-        self.end = Timestamp::now();
+        self.record.outcome = outcome;
+        self.record.error = Some(error);
+        self.record.end = Timestamp::now();
         self.after_restic()
     }
 
@@ -575,14 +574,14 @@ impl Run {
             }
         };
         // A run starts when restic does (SPEC §8).
-        self.start = Timestamp::now();
+        self.record.start = Timestamp::now();
         self.output.restic = Tail::default();
         info!(
             "[{name}] run started ({}): {}",
             self.why,
             spec.program.to_string_lossy()
         );
-        let since = self.start;
+        let since = self.record.start;
         self.entry.publish(|s| s.running_since = Some(since));
         self.follow(Task::Restic, child, self.job.timeout)
     }
@@ -766,7 +765,7 @@ impl Run {
         f: &Following,
         status: std::io::Result<std::process::ExitStatus>,
     ) -> Progress {
-        self.end = Timestamp::now();
+        self.record.end = Timestamp::now();
         let died = status.as_ref().is_ok_and(|s| s.code().is_none());
         let (outcome, exit_code, error) = match status {
             Err(e) => (
@@ -813,9 +812,9 @@ impl Run {
                 (outcome, code, error)
             }
         };
-        self.outcome = outcome;
-        self.exit_code = exit_code;
-        self.error = error;
+        self.record.outcome = outcome;
+        self.record.exit_code = exit_code;
+        self.record.error = error;
         if f.cut.is_some() || died {
             // restic 0.14 sometimes leaves its lock behind even on SIGINT,
             // and always on SIGTERM/SIGKILL. It is reaped, so its lock is
@@ -878,8 +877,8 @@ impl Run {
             }
             // Stopped before the second try: the run is stopped, not locked.
             Some(stop) if then_retry => {
-                self.outcome = Outcome::Stopped;
-                self.error = Some(stop.by.into());
+                self.record.outcome = Outcome::Stopped;
+                self.record.error = Some(stop.by.into());
                 self.after_restic()
             }
             _ => self.after_restic(),
@@ -889,7 +888,7 @@ impl Run {
     /// After restic (or instead of it): `OnSuccess` or `OnFailure`, then
     /// `After`.
     fn after_restic(&mut self) -> Progress {
-        let next = match self.outcome {
+        let next = match self.record.outcome {
             Outcome::Success | Outcome::Warning => HookName::OnSuccess,
             Outcome::Failure | Outcome::Locked | Outcome::Timeout => HookName::OnFailure,
             Outcome::Stopped | Outcome::Skipped => HookName::After,
@@ -972,7 +971,7 @@ impl Run {
                 "[{job}] hook {key}: ended: exit code 0 after {:.3}s",
                 duration.as_secs_f64()
             );
-            self.hooks.push(HookRecord {
+            self.record.hooks.push(HookRecord {
                 hook: name,
                 exit_code,
                 duration,
@@ -984,15 +983,15 @@ impl Run {
             && let Some(Cut::Stop(by)) = f.cut
         {
             // Stopped, not failed: the run is stopped, and `After` runs.
-            self.hooks.push(HookRecord {
+            self.record.hooks.push(HookRecord {
                 hook: name,
                 exit_code,
                 duration,
                 error: Some(error),
             });
-            self.outcome = Outcome::Stopped;
-            self.error = Some(by.to_string());
-            self.end = Timestamp::now();
+            self.record.outcome = Outcome::Stopped;
+            self.record.error = Some(by.to_string());
+            self.record.end = Timestamp::now();
             return self.start_hook(HookName::After);
         }
         self.hook_failed(name, exit_code, duration, error)
@@ -1012,7 +1011,7 @@ impl Run {
             name.key(),
             duration.as_secs_f64()
         );
-        self.hooks.push(HookRecord {
+        self.record.hooks.push(HookRecord {
             hook: name,
             exit_code,
             duration,
@@ -1020,15 +1019,15 @@ impl Run {
         });
         match name {
             HookName::Before => {
-                self.end = Timestamp::now();
-                self.outcome = Outcome::Failure;
-                self.error = Some(error);
+                self.record.end = Timestamp::now();
+                self.record.outcome = Outcome::Failure;
+                self.record.error = Some(error);
                 self.start_hook(HookName::OnFailure)
             }
             HookName::OnSuccess | HookName::After => {
-                if self.outcome.succeeded() {
-                    self.outcome = Outcome::Warning;
-                    self.error = Some(match self.error.take() {
+                if self.record.outcome.succeeded() {
+                    self.record.outcome = Outcome::Warning;
+                    self.record.error = Some(match self.record.error.take() {
                         Some(earlier) => format!("{earlier}; {error}"),
                         None => error,
                     });
@@ -1046,18 +1045,29 @@ impl Run {
         let mut set = |key: &str, value: String| env.push((key.to_string(), value));
         set("RESTIC_CRONNED_JOB", self.job.name.to_string());
         set("RESTIC_CRONNED_HOOK", name.env_name().into());
-        set("RESTIC_CRONNED_REASON", self.reason.as_str().into());
+        set("RESTIC_CRONNED_REASON", self.record.reason.as_str().into());
         if name != HookName::Before {
-            set("RESTIC_CRONNED_OUTCOME", self.outcome.as_str().into());
+            set(
+                "RESTIC_CRONNED_OUTCOME",
+                self.record.outcome.as_str().into(),
+            );
             set(
                 "RESTIC_CRONNED_EXIT_CODE",
-                self.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+                self.record
+                    .exit_code
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
             );
             set(
                 "RESTIC_CRONNED_ERROR",
-                self.error.clone().unwrap_or_default(),
+                self.record.error.clone().unwrap_or_default(),
             );
-            let duration = self.end.duration_since(self.start).as_secs_f64().max(0.0);
+            let duration = self
+                .record
+                .end
+                .duration_since(self.record.start)
+                .as_secs_f64()
+                .max(0.0);
             set("RESTIC_CRONNED_DURATION", format!("{duration:.3}"));
             set(
                 "RESTIC_CRONNED_SNAPSHOT",
@@ -1138,18 +1148,14 @@ impl Run {
         }
     }
 
+    /// The record as it stands, with the output so far.
     fn record(&self) -> RunRecord {
         RunRecord {
-            start: self.start,
-            end: self.end.max(self.start),
-            reason: self.reason,
-            outcome: self.outcome,
-            exit_code: self.exit_code,
-            error: self.error.clone(),
+            end: self.record.end.max(self.record.start),
             output_tail: self.output.tail.clone().into_text(),
             summary: self.output.summary.clone(),
             snapshot: self.output.snapshot(),
-            hooks: self.hooks.clone(),
+            ..self.record.clone()
         }
     }
 
