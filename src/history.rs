@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::io::{self, Read as _, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use jiff::tz::TimeZone;
@@ -196,7 +197,12 @@ impl History {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         files::make_dirs_private(dir).map_err(|e| io_error(dir, e))?;
         let mut options = files::private_open_options();
-        options.append(true).create(true);
+        // Never blocks: a FIFO planted at its name fails the open (ENXIO)
+        // instead of holding the job's thread until someone reads it.
+        options
+            .append(true)
+            .create(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK);
         options
             .open(&self.path)
             .and_then(|mut file| file.write_all(line.as_bytes()))
@@ -349,6 +355,20 @@ mod tests {
         let (_, runs) = History::open(path.clone(), 10);
         let outcomes: Vec<Outcome> = runs.unwrap().iter().map(|r| r.outcome).collect();
         assert_eq!(outcomes, [Outcome::Success, Outcome::Failure]);
+    }
+
+    #[test]
+    fn a_fifo_planted_at_the_history_file_fails_the_append_instead_of_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path(dir.path(), "job");
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let fifo = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let (mut history, runs) = History::open(path.clone(), 10);
+        assert!(runs.unwrap_err().to_string().contains("FIFO"));
+        // No reader: a blocking open would wait here for ever.
+        assert!(history.append(&run(0, Outcome::Success)).is_err());
     }
 
     #[test]
