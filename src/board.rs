@@ -1,12 +1,17 @@
-//! The status board: every job thread publishes a snapshot of itself here,
-//! and the HTTP thread reads snapshots without ever asking a busy job.
+//! The status board: every job publishes its status in an entry of its own,
+//! which the HTTP thread reads without ever asking a busy job.
 //!
-//! The mutex is held only to clone or replace an entry, never across I/O.
+//! One writer per entry: a job's thread writes its [`BoardEntry`] and nobody
+//! else does (an invalid file's entry is written once, by the daemon that
+//! read the file). The daemon only lists and unlists entries. Entries are
+//! listed by file name (the queue's order) and found by job name, the one
+//! name the API and the daemon's commands know a job by. No lock is held
+//! across I/O.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use jiff::Timestamp;
@@ -17,6 +22,7 @@ pub use crate::api::Status;
 use crate::api::{self, JobDetail, NextJob, Queue, QueueEntry, Run, Time, WaitGroup};
 use crate::history;
 use crate::job_file::{Entry, Job};
+use crate::metrics;
 use crate::outcome::{Outcome, RunRecord};
 use crate::preconditions::Preconditions;
 use crate::progress::Progress;
@@ -55,9 +61,8 @@ impl RunCounts {
 /// What a job thread publishes about itself.
 #[derive(Clone, Debug)]
 pub struct JobStatus {
-    /// Identifies the thread that owns this entry, so a thread that is
-    /// being retired cannot overwrite the entry of its successor.
-    pub owner: u64,
+    /// The job's name: fixed for the entry's life (a job renamed by a
+    /// reload is a new job with a new entry).
     pub name: String,
     pub status: Status,
     pub job: Option<Arc<Job>>,
@@ -89,7 +94,6 @@ impl JobStatus {
     /// An entry named `name` with `status` and nothing else known yet.
     fn empty(name: String, status: Status) -> JobStatus {
         JobStatus {
-            owner: 0,
             name,
             status,
             job: None,
@@ -113,9 +117,8 @@ impl JobStatus {
     }
 
     /// A fresh entry for a valid job.
-    pub fn new(owner: u64, job: Arc<Job>) -> JobStatus {
+    pub fn new(job: Arc<Job>) -> JobStatus {
         JobStatus {
-            owner,
             job: Some(job.clone()),
             ..JobStatus::empty(job.name.to_string(), Status::Waiting)
         }
@@ -163,10 +166,47 @@ impl JobStatus {
     }
 }
 
-/// Shared snapshots of every job, keyed by file name (the queue's order).
+/// One job's entry: its thread publishes into it, readers lock it briefly.
+#[derive(Clone)]
+pub struct BoardEntry(Arc<Mutex<JobStatus>>);
+
+impl BoardEntry {
+    pub fn new(status: JobStatus) -> BoardEntry {
+        BoardEntry(Arc::new(Mutex::new(status)))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, JobStatus> {
+        // A panic while holding the lock leaves plain data behind; keep
+        // serving it rather than taking the whole daemon down.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes the entry; only the job that owns it calls this.
+    pub fn publish(&self, change: impl FnOnce(&mut JobStatus)) {
+        change(&mut self.lock());
+    }
+
+    /// Reads the entry.
+    pub fn read<R>(&self, read: impl FnOnce(&JobStatus) -> R) -> R {
+        read(&self.lock())
+    }
+}
+
+/// The entries the board lists.
+#[derive(Default)]
+struct Listing {
+    /// By file name: the queue's order.
+    by_file: BTreeMap<String, BoardEntry>,
+    /// (job name, file name): finds a job by the name the API knows it by.
+    /// A set of pairs, because two files that claim one `JobName` are both
+    /// listed (both invalid).
+    by_name: BTreeSet<(String, String)>,
+}
+
+/// Every job's entry, listed by the daemon.
 #[derive(Clone)]
 pub struct Board {
-    entries: Arc<Mutex<BTreeMap<String, JobStatus>>>,
+    listing: Arc<Mutex<Listing>>,
     directory: Arc<str>,
     /// Notifications that failed every attempt, for `/metrics`.
     notifications_failed: Arc<AtomicU64>,
@@ -175,7 +215,7 @@ pub struct Board {
 impl Board {
     pub fn new(directory: &str) -> Board {
         Board {
-            entries: Arc::default(),
+            listing: Arc::default(),
             directory: directory.into(),
             notifications_failed: Arc::default(),
         }
@@ -187,66 +227,77 @@ impl Board {
         &self.notifications_failed
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, JobStatus>> {
-        // A panic while holding the lock leaves plain data behind; keep
-        // serving it rather than taking the whole daemon down.
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    fn listing(&self) -> MutexGuard<'_, Listing> {
+        self.listing.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Inserts or replaces the entry for `file_name`.
-    pub fn insert(&self, file_name: &str, status: JobStatus) {
-        self.lock().insert(file_name.to_string(), status);
+    /// Lists `entry` under `file_name`, in place of what was listed there.
+    pub fn list(&self, file_name: &str, entry: BoardEntry) {
+        self.unlist(file_name);
+        let name = entry.read(|s| s.name.clone());
+        let mut listing = self.listing();
+        listing.by_name.insert((name, file_name.to_string()));
+        listing.by_file.insert(file_name.to_string(), entry);
     }
 
-    pub fn remove(&self, file_name: &str) {
-        self.lock().remove(file_name);
-    }
-
-    /// Changes the entry for `file_name` if `owner` still owns it.
-    pub fn update(&self, file_name: &str, owner: u64, change: impl FnOnce(&mut JobStatus)) {
-        if let Some(entry) = self.lock().get_mut(file_name).filter(|e| e.owner == owner) {
-            change(entry);
+    /// Takes the entry of `file_name` off the board.
+    pub fn unlist(&self, file_name: &str) {
+        let mut listing = self.listing();
+        if let Some(old) = listing.by_file.remove(file_name) {
+            let name = old.read(|s| s.name.clone());
+            listing.by_name.remove(&(name, file_name.to_string()));
         }
     }
 
-    /// The status of the job called `name`.
-    pub fn status_of(&self, name: &str) -> Option<Status> {
-        self.lock()
-            .values()
-            .find(|e| e.name == name)
-            .map(|e| e.status)
+    /// The file name and entry of the job called `name` (the first file
+    /// when two files claim the name).
+    pub fn find(&self, name: &str) -> Option<(String, BoardEntry)> {
+        let listing = self.listing();
+        let (found, file_name) = listing
+            .by_name
+            .range((name.to_string(), String::new())..)
+            .next()?;
+        let entry = listing.by_file.get(file_name).filter(|_| found == name)?;
+        Some((file_name.clone(), entry.clone()))
     }
 
-    /// A copy of every entry, in queue order.
-    pub fn snapshot(&self) -> Vec<JobStatus> {
-        self.lock().values().cloned().collect()
+    /// Calls `read` with every entry, in queue order, all locked at once so
+    /// that the answer is one moment's; nothing is copied. The listing is
+    /// not held meanwhile, so the daemon may go on listing.
+    pub fn read_all<R>(&self, read: impl FnOnce(&[&JobStatus]) -> R) -> R {
+        let entries: Vec<BoardEntry> = self.listing().by_file.values().cloned().collect();
+        let guards: Vec<MutexGuard<'_, JobStatus>> = entries.iter().map(|e| e.lock()).collect();
+        let statuses: Vec<&JobStatus> = guards.iter().map(|g| &**g).collect();
+        read(&statuses)
     }
 
     /// Counts over every job, and the next one due, for the service's status
     /// line; under the lock, without cloning any entry.
     pub fn overview(&self) -> Overview {
-        let mut overview = Overview::default();
-        for entry in self.lock().values() {
-            overview.jobs += 1;
-            match entry.status {
-                Status::Working => overview.running += 1,
-                Status::Invalid => overview.invalid += 1,
-                Status::Waiting | Status::Checking | Status::Stopped => {}
+        self.read_all(|entries| {
+            let mut overview = Overview::default();
+            for entry in entries {
+                overview.jobs += 1;
+                match entry.status {
+                    Status::Working => overview.running += 1,
+                    Status::Invalid => overview.invalid += 1,
+                    Status::Waiting | Status::Checking | Status::Stopped => {}
+                }
+                if entry.consecutive_failures > 0 {
+                    overview.failing += 1;
+                }
+                let next = entry.next_run.filter(|_| entry.status == Status::Waiting);
+                if let Some(at) = next
+                    && overview
+                        .next
+                        .as_ref()
+                        .is_none_or(|(_, soonest)| at < *soonest)
+                {
+                    overview.next = Some((entry.name.clone(), at));
+                }
             }
-            if entry.consecutive_failures > 0 {
-                overview.failing += 1;
-            }
-            let next = entry.next_run.filter(|_| entry.status == Status::Waiting);
-            if let Some(at) = next
-                && overview
-                    .next
-                    .as_ref()
-                    .is_none_or(|(_, soonest)| at < *soonest)
-            {
-                overview.next = Some((entry.name.clone(), at));
-            }
-        }
-        overview
+            overview
+        })
     }
 
     /// The body of `/job?name=NAME&runs=K`: the job's `/queue` entry plus
@@ -254,9 +305,9 @@ impl Board {
     /// [`RUNS_KEPT`] in memory from its history file) newest first with
     /// their output tails. `None` when no job has that name.
     pub fn job_json(&self, name: &str, runs: usize) -> Option<String> {
-        // Clone only this entry (its runs are `Arc`s), then serialize
-        // without the lock.
-        let status = self.lock().values().find(|e| e.name == name).cloned()?;
+        // Copy only this entry (its runs are `Arc`s): the history file is
+        // read without the entry locked.
+        let status = self.find(name)?.1.read(JobStatus::clone);
         let tz = TimeZone::system();
         // More runs than the board keeps come from the history file (with
         // its shorter output tails), never more than it keeps.
@@ -287,18 +338,25 @@ impl Board {
         Some(body)
     }
 
-    /// The body of `/queue`.
+    /// The body of `/queue`, serialized straight from the entries.
     pub fn queue_json(&self) -> String {
-        let snapshot = self.snapshot();
         let tz = TimeZone::system();
-        let queue = Queue {
-            jobs: snapshot.iter().map(|s| queue_entry(s, &tz)).collect(),
-            wait_group: WaitGroup {},
-            directory: Cow::Borrowed(&self.directory),
-        };
-        let mut body = serde_json::to_string(&queue).expect("the queue always serializes");
-        body.push('\n');
-        body
+        self.read_all(|entries| {
+            let queue = Queue {
+                jobs: entries.iter().map(|s| queue_entry(s, &tz)).collect(),
+                wait_group: WaitGroup {},
+                directory: Cow::Borrowed(&self.directory),
+            };
+            let mut body = serde_json::to_string(&queue).expect("the queue always serializes");
+            body.push('\n');
+            body
+        })
+    }
+
+    /// The body of `/metrics`.
+    pub fn metrics(&self) -> String {
+        let failed = self.notifications_failed.load(Ordering::Relaxed);
+        self.read_all(|entries| metrics::render(entries, failed))
     }
 }
 
@@ -426,25 +484,56 @@ mod tests {
         assert_eq!(written, body);
     }
 
-    #[test]
-    fn only_the_owner_updates_an_entry() {
-        let board = Board::new("/jobs");
-        let entry = Entry {
-            path: "/jobs/a.json".into(),
-            name: "a".into(),
+    fn invalid(file_name: &str, name: &str) -> BoardEntry {
+        BoardEntry::new(JobStatus::invalid(&Entry {
+            path: format!("/jobs/{file_name}").into(),
+            name: name.into(),
             job: Err(Vec::new()),
             warnings: Vec::new(),
-        };
-        let mut status = JobStatus::invalid(&entry);
-        status.owner = 7;
-        board.insert("a.json", status);
-        board.update("a.json", 6, |s| s.status = Status::Working);
-        assert_eq!(board.status_of("a"), Some(Status::Invalid));
-        board.update("a.json", 7, |s| s.status = Status::Working);
-        assert_eq!(board.status_of("a"), Some(Status::Working));
+        }))
+    }
+
+    #[test]
+    fn jobs_are_listed_by_file_and_found_by_name() {
+        let board = Board::new("/jobs");
+        let b = invalid("b.json", "b");
+        board.list("b.json", b.clone());
+        // Two files that claim one name are both listed; the first is found.
+        board.list("x.json", invalid("x.json", "a"));
+        board.list("a.json", invalid("a.json", "a"));
+        assert_eq!(
+            board.find("a").map(|(file, _)| file).as_deref(),
+            Some("a.json")
+        );
+        assert!(board.find("c").is_none() && board.find("").is_none());
+        // What the job publishes is what the board shows.
+        b.publish(|s| s.status = Status::Working);
+        let (_, found) = board.find("b").unwrap();
+        assert_eq!(found.read(|s| s.status), Status::Working);
         let queue: Value = serde_json::from_str(&board.queue_json()).unwrap();
+        let names: Vec<&str> = queue["Jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["JobName"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["a", "b", "a"], "in file order");
         assert_eq!(queue["Jobs"][0]["regularTimer"], -1_000_000_000);
         assert_eq!(queue["Directory"], "/jobs");
+        // A file listed again replaces its entry; an unlisted one is gone.
+        board.list("b.json", invalid("b.json", "b"));
+        assert_eq!(
+            board.find("b").unwrap().1.read(|s| s.status),
+            Status::Invalid
+        );
+        board.unlist("a.json");
+        assert_eq!(
+            board.find("a").map(|(file, _)| file).as_deref(),
+            Some("x.json")
+        );
+        board.unlist("x.json");
+        assert!(board.find("a").is_none());
+        assert_eq!(board.overview().jobs, 1);
     }
 
     #[test]
@@ -464,7 +553,10 @@ mod tests {
             );
             std::fs::write(&path, text).unwrap();
             let job = crate::job_file::load_file(&path).job.unwrap();
-            board.insert(&format!("{name}.json"), JobStatus::new(1, job));
+            board.list(
+                &format!("{name}.json"),
+                BoardEntry::new(JobStatus::new(job)),
+            );
         }
         let body = board.queue_json();
         reads_back_as_written::<Queue>(&body);
@@ -525,7 +617,10 @@ mod tests {
             let text = format!(r#"{{"ResticArguments": ["x"], {keys}}}"#);
             std::fs::write(&path, text).unwrap();
             let job = crate::job_file::load_file(&path).job.unwrap();
-            board.insert(&format!("{name}.json"), JobStatus::new(1, job));
+            board.list(
+                &format!("{name}.json"),
+                BoardEntry::new(JobStatus::new(job)),
+            );
         }
         let body = board.queue_json();
         reads_back_as_written::<Queue>(&body);
@@ -590,7 +685,7 @@ mod tests {
             };
             status.record(run(1_700_000_000 + i * 10, outcome, &format!("run {i}\n")));
         }
-        board.insert("a.json", status);
+        board.list("a.json", BoardEntry::new(status));
         assert_eq!(board.job_json("b", RUNS_KEPT), None);
         reads_back_as_written::<JobDetail>(&board.job_json("a", RUNS_KEPT).unwrap());
         reads_back_as_written::<Queue>(&board.queue_json());

@@ -16,7 +16,7 @@ use log::{error, info, warn};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle as SignalHandle, Signals};
 
-use crate::board::{Board, JobStatus, Status};
+use crate::board::{Board, BoardEntry, JobStatus, Status};
 use crate::clock;
 use crate::command_line;
 use crate::config::{self, Config, KeyringChoice, Source};
@@ -715,9 +715,25 @@ fn next_runs(config: &Config, job: &Job, schedule: &Schedule) -> String {
 }
 
 /// A file of the job directory, valid (with its thread) or not.
+/// A job file the daemon runs: its definition, its thread (none when it is
+/// invalid) and its entry on the board, which the daemon reads and lists
+/// but never writes.
 struct Slot {
     entry: Entry,
     handle: Option<JobHandle>,
+    status: BoardEntry,
+}
+
+impl Slot {
+    /// The job's thread, when it takes triggers (it is valid and not
+    /// stopped).
+    fn triggerable(&self) -> Option<&JobHandle> {
+        let running = matches!(
+            self.status.read(|s| s.status),
+            Status::Waiting | Status::Checking | Status::Working
+        );
+        self.handle.as_ref().filter(|_| running)
+    }
 }
 
 struct Daemon {
@@ -962,43 +978,56 @@ impl Daemon {
                 .map(|i| self.retiring.swap_remove(i)),
             Err(_) => None,
         };
-        let handle = match &entry.job {
-            Ok(job) => match JobHandle::spawn(
-                job.clone(),
-                file_name.clone(),
-                self.context.clone(),
-                predecessor,
-            ) {
-                Ok(handle) => Some(handle),
-                Err(e) => {
-                    let error = format!(
-                        "cannot start a thread for job {}: {e} (a task limit such as systemd's \
-                         TasksMax or ulimit -u?)",
-                        entry.name
-                    );
-                    entry.invalidate(error.clone());
-                    result = Err(error);
-                    None
+        let spawned = match &entry.job {
+            Ok(job) => {
+                let status = BoardEntry::new(JobStatus::new(job.clone()));
+                match JobHandle::spawn(
+                    job.clone(),
+                    status.clone(),
+                    self.context.clone(),
+                    predecessor,
+                ) {
+                    Ok(handle) => Some((handle, status)),
+                    Err(e) => {
+                        let error = format!(
+                            "cannot start a thread for job {}: {e} (a task limit such as \
+                             systemd's TasksMax or ulimit -u?)",
+                            entry.name
+                        );
+                        entry.invalidate(error.clone());
+                        result = Err(error);
+                        None
+                    }
                 }
-            },
+            }
             Err(_) => None,
+        };
+        let (handle, status) = match spawned {
+            Some((handle, status)) => (Some(handle), status),
+            // The entry of a job without a thread is written once, here.
+            None => (None, BoardEntry::new(JobStatus::invalid(&entry))),
         };
         if let Err(problems) = &entry.job {
             for problem in problems {
                 error!("{problem}");
             }
-            self.context
-                .board
-                .insert(&file_name, JobStatus::invalid(&entry));
         }
-        self.slots.insert(file_name, Slot { entry, handle });
+        self.context.board.list(&file_name, status.clone());
+        self.slots.insert(
+            file_name,
+            Slot {
+                entry,
+                handle,
+                status,
+            },
+        );
         result
     }
 
     /// Removes the slot of `file_name`; its thread stops in the background.
     fn retire(&mut self, file_name: &str) {
         if let Some(slot) = self.slots.remove(file_name) {
-            self.context.board.remove(file_name);
+            self.context.board.unlist(file_name);
             if let Some(handle) = slot.handle {
                 handle.send(Control::Exit);
                 self.retiring.push(handle);
@@ -1006,8 +1035,10 @@ impl Daemon {
         }
     }
 
+    /// The job called `name`: its file name and slot.
     fn find(&self, name: &str) -> Option<(&String, &Slot)> {
-        self.slots.iter().find(|(_, slot)| slot.entry.name == name)
+        let (file_name, _) = self.context.board.find(name)?;
+        self.slots.get_key_value(&file_name)
     }
 
     fn command(&mut self, command: Command) -> Reply {
@@ -1027,40 +1058,37 @@ impl Daemon {
                 thread::sleep(how_long);
                 Reply::done()
             }
-            Command::Stop(name)
-            | Command::Restart(name)
-            | Command::Trigger(name)
-            | Command::Remove(name)
-                if self.find(&name).is_none() =>
-            {
-                Reply::no_such_job()
-            }
-            Command::Stop(name) => {
-                info!("[{name}] /stop");
-                self.send(&name, Control::Stop)
-            }
-            Command::Restart(name) => {
-                info!("[{name}] /restart");
-                self.send(&name, Control::Restart)
-            }
-            Command::Trigger(name) => match self.triggerable(&name) {
-                Some(handle) => {
-                    if handle.trigger(Reason::Trigger) {
-                        info!("[{name}] /trigger: runs as soon as it can");
-                    } else {
-                        info!("[{name}] /trigger: a run is already asked for; this one joins it");
+            Command::Stop(name) => self.send(&name, Control::Stop, "/stop"),
+            Command::Restart(name) => self.send(&name, Control::Restart, "/restart"),
+            Command::Trigger(name) => {
+                let Some((_, slot)) = self.find(&name) else {
+                    return Reply::no_such_job();
+                };
+                match slot.triggerable() {
+                    Some(handle) => {
+                        if handle.trigger(Reason::Trigger) {
+                            info!("[{name}] /trigger: runs as soon as it can");
+                        } else {
+                            info!(
+                                "[{name}] /trigger: a run is already asked for; this one joins it"
+                            );
+                        }
+                        Reply::done()
                     }
-                    Reply::done()
+                    None => {
+                        let why = format!(
+                            "job {name} is stopped or invalid; /restart or /reload it first"
+                        );
+                        warn!("[{name}] /trigger refused: {why}");
+                        Reply::text(409, why)
+                    }
                 }
-                None => {
-                    let why =
-                        format!("job {name} is stopped or invalid; /restart or /reload it first");
-                    warn!("[{name}] /trigger refused: {why}");
-                    Reply::text(409, why)
-                }
-            },
+            }
             Command::Remove(name) => {
-                let file_name = self.find(&name).expect("checked above").0.clone();
+                let Some((file_name, _)) = self.find(&name) else {
+                    return Reply::no_such_job();
+                };
+                let file_name = file_name.clone();
                 self.retire(&file_name);
                 info!("[{name}] /remove: removed until the next reload");
                 Reply::done()
@@ -1068,8 +1096,12 @@ impl Daemon {
         }
     }
 
-    fn send(&self, name: &str, control: Control) -> Reply {
-        let (_, slot) = self.find(name).expect("the caller checked the name");
+    /// `/stop` or `/restart` (`what`) of the job `name`.
+    fn send(&self, name: &str, control: Control, what: &str) -> Reply {
+        let Some((_, slot)) = self.find(name) else {
+            return Reply::no_such_job();
+        };
+        info!("[{name}] {what}");
         match &slot.handle {
             Some(handle) => {
                 handle.send(control);
@@ -1086,25 +1118,15 @@ impl Daemon {
         }
     }
 
-    /// The handle of the job `name` when it takes triggers (it exists, is
-    /// valid and is not stopped).
-    fn triggerable(&self, name: &str) -> Option<&JobHandle> {
-        let (_, slot) = self.find(name)?;
-        let running = matches!(
-            self.context.board.status_of(name),
-            Some(Status::Waiting | Status::Checking | Status::Working)
-        );
-        slot.handle.as_ref().filter(|_| running)
-    }
-
     fn follow_up(&self, from: &str, name: &str) {
-        match self.triggerable(name) {
+        let Some((_, slot)) = self.find(name) else {
+            warn!("[{from}] follow-up job {name} no longer exists");
+            return;
+        };
+        match slot.triggerable() {
             Some(handle) => {
                 info!("[{from}] triggers {name}");
                 handle.trigger(Reason::NextJob);
-            }
-            None if self.find(name).is_none() => {
-                warn!("[{from}] follow-up job {name} no longer exists");
             }
             None => warn!("[{from}] follow-up job {name} is stopped or invalid; not triggered"),
         }
@@ -1129,13 +1151,18 @@ impl Daemon {
                 ),
             );
         }
-        let mut entries: Vec<Entry> = self.slots.values().map(|s| s.entry.clone()).collect();
-        let index = self
-            .slots
-            .keys()
-            .position(|k| *k == file_name)
-            .expect("the slot exists");
-        entries[index] = job_file::load_file(&path);
+        // The new file is checked against every other (a JobName two
+        // files claim).
+        let mut entries = Vec::with_capacity(self.slots.len());
+        let mut index = 0;
+        for (other, slot) in &self.slots {
+            if *other == file_name {
+                index = entries.len();
+                entries.push(job_file::load_file(&path));
+            } else {
+                entries.push(slot.entry.clone());
+            }
+        }
         job_file::validate_set(&mut entries);
         let entry = entries.swap_remove(index);
         if let Err(problems) = &entry.job {
@@ -1152,21 +1179,22 @@ impl Daemon {
     /// unless the job's name changed: a new name is a new job, with its own
     /// state file. `Err` as [`Daemon::add`].
     fn replace(&mut self, file_name: &str, entry: Entry) -> Result<(), String> {
-        let job = entry.job.clone().expect("only valid entries replace");
-        match self.slots.get_mut(file_name) {
-            Some(slot) if slot.handle.is_some() && slot.entry.name == entry.name => {
+        match (self.slots.get_mut(file_name), &entry.job) {
+            (
+                Some(Slot {
+                    entry: old,
+                    handle: Some(handle),
+                    ..
+                }),
+                Ok(job),
+            ) if old.name == entry.name => {
                 for warning in &entry.warnings {
                     warn!("{warning}");
                 }
-                let handle = slot.handle.as_ref().expect("checked");
-                // The board shows the new definition as soon as we answer;
-                // the job applies it after a run that may be going on.
-                self.context.board.update(file_name, handle.owner, |s| {
-                    s.name = job.name.to_string();
-                    s.job = Some(job.clone());
-                });
-                handle.send(Control::Replace(job));
-                slot.entry = entry;
+                // The job shows the new definition on the board when it
+                // reads this, and applies it after a run that may be going on.
+                handle.send(Control::Replace(job.clone()));
+                *old = entry;
                 Ok(())
             }
             _ => {

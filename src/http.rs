@@ -757,10 +757,7 @@ fn answer(request: &wire::Request, shared: &Shared) -> Reply {
         },
         Route::Metrics => Reply {
             status: 200,
-            body: metrics::render(
-                &shared.board.snapshot(),
-                shared.board.notifications_failed().load(Ordering::Relaxed),
-            ),
+            body: shared.board.metrics(),
             content_type: metrics::CONTENT_TYPE,
         },
         Route::Healthz => Reply::text(200, "ok"),

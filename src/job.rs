@@ -6,7 +6,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, after, bounded, never, select, unbounded};
@@ -14,7 +13,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use log::{error, info, warn};
 
-use crate::board::{JobStatus, Status};
+use crate::board::{BoardEntry, JobStatus, Status};
 use crate::files::SlowRead;
 use crate::history::{self, History};
 use crate::job_file::{Job, JobName};
@@ -22,7 +21,7 @@ use crate::notify::Message;
 use crate::outcome::{Outcome, Reason, RunRecord};
 use crate::restic::{self, Repository, RepositorySource};
 use crate::rules::{self, Counters, Decision, Ended, GiveUp, Policy};
-use crate::run::{BoardEntry, Context, Notice, Progress, Run, Stop};
+use crate::run::{Context, Notice, Progress, Run, Stop};
 use crate::schedule::{self, Deadlines, Saved};
 use crate::state::{self, State};
 
@@ -75,11 +74,10 @@ pub struct JobHandle {
     control: Sender<Control>,
     trigger: Sender<Reason>,
     thread: Option<JoinHandle<()>>,
-    pub owner: u64,
 }
 
 impl JobHandle {
-    /// Publishes `job` on the board under `file_name` and starts its thread.
+    /// Starts `job`'s thread, which alone writes `entry` from then on.
     /// `predecessor`: the thread of a job of the same name that was removed
     /// and may still be ending (its hooks, its state file); the new thread
     /// waits for it before it reads the job's files. `Err` when the system
@@ -87,21 +85,16 @@ impl JobHandle {
     /// the job as invalid with that error.
     pub fn spawn(
         job: Arc<Job>,
-        file_name: String,
+        entry: BoardEntry,
         context: Arc<Context>,
         predecessor: Option<JobHandle>,
     ) -> std::io::Result<JobHandle> {
-        static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
-        let owner = NEXT_OWNER.fetch_add(1, Ordering::Relaxed);
         let (control_sender, control) = unbounded();
         // Capacity one: a trigger that arrives while one is pending (or while
         // the job runs) coalesces with it.
         let (trigger_sender, trigger) = bounded(1);
-        context
-            .board
-            .insert(&file_name, JobStatus::new(owner, job.clone()));
         let name = job.name.clone();
-        let mut actor = Actor::new(job, file_name, owner, context, control, trigger);
+        let mut actor = Actor::new(job, entry, context, control, trigger);
         // The start rules run here, on the caller's thread, when nothing
         // else may be writing the job's files: the job's own thread then
         // only waits and runs, so it stays small (a thousand idle jobs cost
@@ -124,7 +117,6 @@ impl JobHandle {
             control: control_sender,
             trigger: trigger_sender,
             thread: Some(thread),
-            owner,
         })
     }
 
@@ -169,17 +161,10 @@ pub fn run_once(
     context: Arc<Context>,
     control: Receiver<Control>,
 ) -> Option<RunRecord> {
-    let file_name = job
-        .file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    context
-        .board
-        .insert(&file_name, JobStatus::new(0, job.clone()));
-    // Nobody triggers a `--run`.
+    // Nobody reads the entry of a `--run`, nor triggers it.
+    let entry = BoardEntry::new(JobStatus::new(job.clone()));
     let (_, trigger) = bounded(1);
-    let mut actor = Actor::new(job, file_name, 0, context, control, trigger);
+    let mut actor = Actor::new(job, entry, context, control, trigger);
     actor.open_history();
     actor.refresh_repository();
     actor.resolve_repository();
@@ -251,19 +236,14 @@ struct Actor {
 impl Actor {
     fn new(
         job: Arc<Job>,
-        file_name: String,
-        owner: u64,
+        entry: BoardEntry,
         context: Arc<Context>,
         control: Receiver<Control>,
         trigger: Receiver<Reason>,
     ) -> Actor {
         Actor {
             job,
-            entry: BoardEntry {
-                board: context.board.clone(),
-                file_name,
-                owner,
-            },
+            entry,
             context,
             control,
             trigger,
@@ -466,10 +446,7 @@ impl Actor {
             Control::Replace(job) => {
                 info!("[{}] new definition from {}", job.name, job.file.display());
                 self.job = job.clone();
-                self.publish(|s| {
-                    s.name = job.name.to_string();
-                    s.job = Some(job);
-                });
+                self.publish(|s| s.job = Some(job));
                 if self.stopped {
                     // A stopped job stays stopped until it is restarted.
                     self.refresh_repository();
@@ -730,6 +707,11 @@ impl Actor {
                     // A closed inbox: the daemon is going away.
                     let control = msg.unwrap_or(Control::Shutdown);
                     let stop = control.stop();
+                    // A new definition applies after the run; the board
+                    // shows it now.
+                    if let Control::Replace(job) = &control {
+                        self.publish(|s| s.job = Some(job.clone()));
+                    }
                     self.after_run.push(control);
                     match stop {
                         Some(stop) => run.interrupt(stop),

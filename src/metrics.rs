@@ -101,7 +101,7 @@ fn label(value: &str) -> String {
 
 /// The body of `/metrics` for `jobs`, with `notifications_failed`
 /// notifications that failed every attempt.
-pub fn render(jobs: &[JobStatus], notifications_failed: u64) -> String {
+pub fn render(jobs: &[&JobStatus], notifications_failed: u64) -> String {
     let mut out = String::with_capacity(256 + jobs.len() * 1024);
     out.push_str("# HELP restic_cronned_up Whether restic-cronned is running.\n");
     out.push_str("# TYPE restic_cronned_up gauge\nrestic_cronned_up 1\n");
@@ -116,6 +116,7 @@ pub fn render(jobs: &[JobStatus], notifications_failed: u64) -> String {
     let mut seen = std::collections::HashSet::new();
     let jobs: Vec<(&JobStatus, String)> = jobs
         .iter()
+        .copied()
         .filter(|job| seen.insert(job.name.as_str()))
         .map(|job| (job, label(&job.name)))
         .collect();
@@ -178,7 +179,7 @@ mod tests {
             snapshot: None,
             hooks: Vec::new(),
         });
-        let text = render(&[invalid.clone(), ran, invalid], 2);
+        let text = render(&[&invalid, &ran, &invalid], 2);
         let invalid_line = "restic_cronned_job_invalid{job=\"we\\\"ird\\\\name\\n\"} 1\n";
         assert_eq!(text.matches(invalid_line).count(), 1, "{text}");
         assert!(!text.contains("runs_total{job=\"we"), "{text}");

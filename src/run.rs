@@ -14,7 +14,7 @@ use crossbeam_channel::{Receiver, Sender, bounded, never};
 use jiff::Timestamp;
 use log::{info, warn};
 
-use crate::board::{Board, JobStatus, Status};
+use crate::board::{Board, BoardEntry, Status};
 use crate::exclusion::{Acquired, Guard, Repositories, Ticket};
 use crate::healthcheck::{Ping, PingSender};
 use crate::hook::{HookCommand, HookName};
@@ -83,20 +83,6 @@ pub struct Context {
     pub default_notify: Vec<Target>,
     /// This machine's name, for notifications.
     pub host: String,
-}
-
-/// A job's entry on the board, which only the job itself writes.
-#[derive(Clone)]
-pub struct BoardEntry {
-    pub board: Board,
-    pub file_name: String,
-    pub owner: u64,
-}
-
-impl BoardEntry {
-    pub fn publish(&self, change: impl FnOnce(&mut JobStatus)) {
-        self.board.update(&self.file_name, self.owner, change);
-    }
 }
 
 /// How `job` starts restic (without its password, which is read at each
