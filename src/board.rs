@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use jiff::Timestamp;
@@ -22,7 +22,6 @@ pub use crate::api::Status;
 use crate::api::{self, JobDetail, NextJob, Queue, QueueEntry, Run, Time, WaitGroup};
 use crate::history;
 use crate::job_file::{Entry, Job};
-use crate::metrics;
 use crate::outcome::{Outcome, RunRecord};
 use crate::preconditions::Preconditions;
 use crate::progress::Progress;
@@ -351,12 +350,6 @@ impl Board {
             body.push('\n');
             body
         })
-    }
-
-    /// The body of `/metrics`.
-    pub fn metrics(&self) -> String {
-        let failed = self.notifications_failed.load(Ordering::Relaxed);
-        self.read_all(|entries| metrics::render(entries, failed))
     }
 }
 

@@ -757,7 +757,12 @@ fn answer(request: &wire::Request, shared: &Shared) -> Reply {
         },
         Route::Metrics => Reply {
             status: 200,
-            body: shared.board.metrics(),
+            body: {
+                let failed = shared.board.notifications_failed().load(Ordering::Relaxed);
+                shared
+                    .board
+                    .read_all(|entries| metrics::render(entries, failed))
+            },
             content_type: metrics::CONTENT_TYPE,
         },
         Route::Healthz => Reply::text(200, "ok"),

@@ -60,7 +60,18 @@ fn is_http_client(target: &str) -> bool {
 /// Starts logging to stderr only, at `level`: `--run`, in the foreground
 /// beside a daemon that owns the log file.
 pub fn init_stderr(level: LevelFilter) {
-    let _ = CombinedLogger::init(vec![WriteLogger::new(level, line_format(), io::stderr())]);
+    let _ = CombinedLogger::init(vec![WriteLogger::new(
+        level,
+        line_format(),
+        lines(io::stderr()),
+    )]);
+}
+
+/// One `write` per log line: simplelog writes a line in a dozen pieces (the
+/// time alone in eight), each a system call on an unbuffered stderr or log
+/// file, and all of them on the thread that logs (the supervisor, too).
+fn lines<W: Write>(out: W) -> io::LineWriter<W> {
+    io::LineWriter::new(out)
 }
 
 /// Time, level and message: what every line of ours carries.
@@ -113,9 +124,10 @@ pub fn init(config: &Config) -> Result<(), LogFileError> {
     let stderr: Box<dyn SharedLogger> = if stderr_is_the_journal() {
         Box::new(JournalLogger { level })
     } else {
-        WriteLogger::new(level, format.clone(), io::stderr())
+        WriteLogger::new(level, format.clone(), lines(io::stderr()))
     };
-    let loggers: Vec<Box<dyn SharedLogger>> = vec![stderr, WriteLogger::new(level, format, file)];
+    let loggers: Vec<Box<dyn SharedLogger>> =
+        vec![stderr, WriteLogger::new(level, format, lines(file))];
     // A second init (tests calling `run` twice) keeps the first logger.
     let _ = CombinedLogger::init(loggers);
     Ok(())
