@@ -46,11 +46,12 @@ impl Status {
     }
 }
 
-/// The body of `/queue`, its keys in the original's order.
+/// The body of `/queue`, its keys in the original's order. The daemon
+/// writes each job as JSON it made before (`J` = `&RawValue`).
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Queue<'a> {
+pub struct Queue<'a, J = QueueEntry<'a>> {
     #[serde(rename = "Jobs")]
-    pub jobs: Vec<QueueEntry<'a>>,
+    pub jobs: Vec<J>,
     #[serde(rename = "Wg", default)]
     pub wait_group: WaitGroup,
     #[serde(rename = "Directory")]

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 pub use crate::api::Status;
 use crate::api::{self, JobDetail, NextJob, Queue, QueueEntry, Run, Time, WaitGroup};
@@ -167,14 +168,25 @@ impl JobStatus {
 
 /// One job's entry: its thread publishes into it, readers lock it briefly.
 #[derive(Clone)]
-pub struct BoardEntry(Arc<Mutex<JobStatus>>);
+pub struct BoardEntry(Arc<Mutex<Published>>);
+
+struct Published {
+    status: JobStatus,
+    /// The job's `/queue` JSON, made at the first `/queue` after the job
+    /// last published: a thousand idle jobs are not serialized again for
+    /// every request.
+    queue_json: Option<Box<RawValue>>,
+}
 
 impl BoardEntry {
     pub fn new(status: JobStatus) -> BoardEntry {
-        BoardEntry(Arc::new(Mutex::new(status)))
+        BoardEntry(Arc::new(Mutex::new(Published {
+            status,
+            queue_json: None,
+        })))
     }
 
-    fn lock(&self) -> MutexGuard<'_, JobStatus> {
+    fn lock(&self) -> MutexGuard<'_, Published> {
         // A panic while holding the lock leaves plain data behind; keep
         // serving it rather than taking the whole daemon down.
         self.0.lock().unwrap_or_else(|e| e.into_inner())
@@ -182,12 +194,14 @@ impl BoardEntry {
 
     /// Changes the entry; only the job that owns it calls this.
     pub fn publish(&self, change: impl FnOnce(&mut JobStatus)) {
-        change(&mut self.lock());
+        let mut published = self.lock();
+        change(&mut published.status);
+        published.queue_json = None;
     }
 
     /// Reads the entry.
     pub fn read<R>(&self, read: impl FnOnce(&JobStatus) -> R) -> R {
-        read(&self.lock())
+        read(&self.lock().status)
     }
 }
 
@@ -206,6 +220,9 @@ struct Listing {
 #[derive(Clone)]
 pub struct Board {
     listing: Arc<Mutex<Listing>>,
+    /// The time zone of the entries' `/queue` JSON (its times carry their
+    /// offsets): when the system's changes, every entry is made again.
+    queue_tz: Arc<Mutex<Option<TimeZone>>>,
     directory: Arc<str>,
     /// Notifications that failed every attempt, for `/metrics`.
     notifications_failed: Arc<AtomicU64>,
@@ -215,6 +232,7 @@ impl Board {
     pub fn new(directory: &str) -> Board {
         Board {
             listing: Arc::default(),
+            queue_tz: Arc::default(),
             directory: directory.into(),
             notifications_failed: Arc::default(),
         }
@@ -264,10 +282,15 @@ impl Board {
     /// that the answer is one moment's; nothing is copied. The listing is
     /// not held meanwhile, so the daemon may go on listing.
     pub fn read_all<R>(&self, read: impl FnOnce(&[&JobStatus]) -> R) -> R {
-        let entries: Vec<BoardEntry> = self.listing().by_file.values().cloned().collect();
-        let guards: Vec<MutexGuard<'_, JobStatus>> = entries.iter().map(|e| e.lock()).collect();
-        let statuses: Vec<&JobStatus> = guards.iter().map(|g| &**g).collect();
+        let entries = self.entries();
+        let guards: Vec<MutexGuard<'_, Published>> = entries.iter().map(|e| e.lock()).collect();
+        let statuses: Vec<&JobStatus> = guards.iter().map(|g| &g.status).collect();
         read(&statuses)
+    }
+
+    /// Every entry, in queue order, with the listing unlocked again.
+    fn entries(&self) -> Vec<BoardEntry> {
+        self.listing().by_file.values().cloned().collect()
     }
 
     /// Counts over every job, and the next one due, for the service's status
@@ -337,19 +360,41 @@ impl Board {
         Some(body)
     }
 
-    /// The body of `/queue`, serialized straight from the entries.
+    /// The body of `/queue`: each job's JSON as it was made after the job
+    /// last changed (or the time zone did), all at one moment.
     pub fn queue_json(&self) -> String {
         let tz = TimeZone::system();
-        self.read_all(|entries| {
-            let queue = Queue {
-                jobs: entries.iter().map(|s| queue_entry(s, &tz)).collect(),
-                wait_group: WaitGroup {},
-                directory: Cow::Borrowed(&self.directory),
-            };
-            let mut body = serde_json::to_string(&queue).expect("the queue always serializes");
-            body.push('\n');
-            body
-        })
+        let tz_changed = {
+            let mut shown_in = self.queue_tz.lock().unwrap_or_else(|e| e.into_inner());
+            let changed = shown_in.as_ref() != Some(&tz);
+            if changed {
+                *shown_in = Some(tz.clone());
+            }
+            changed
+        };
+        let entries = self.entries();
+        let mut guards: Vec<MutexGuard<'_, Published>> = entries.iter().map(|e| e.lock()).collect();
+        let jobs: Vec<&RawValue> = guards
+            .iter_mut()
+            .map(|published| {
+                let Published { status, queue_json } = &mut **published;
+                if tz_changed {
+                    *queue_json = None;
+                }
+                &**queue_json.get_or_insert_with(|| {
+                    serde_json::value::to_raw_value(&queue_entry(status, &tz))
+                        .expect("a job always serializes")
+                })
+            })
+            .collect();
+        let queue = Queue {
+            jobs,
+            wait_group: WaitGroup {},
+            directory: Cow::Borrowed(&self.directory),
+        };
+        let mut body = serde_json::to_string(&queue).expect("the queue always serializes");
+        body.push('\n');
+        body
     }
 }
 
@@ -511,6 +556,11 @@ mod tests {
             .map(|j| j["JobName"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["a", "b", "a"], "in file order");
+        // `/queue` shows what was published since it last answered.
+        assert_eq!(queue["Jobs"][1]["status"], "working");
+        b.publish(|s| s.status = Status::Stopped);
+        let queue: Value = serde_json::from_str(&board.queue_json()).unwrap();
+        assert_eq!(queue["Jobs"][1]["status"], "stopped");
         assert_eq!(queue["Jobs"][0]["regularTimer"], -1_000_000_000);
         assert_eq!(queue["Directory"], "/jobs");
         // A file listed again replaces its entry; an unlisted one is gone.

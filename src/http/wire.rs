@@ -8,7 +8,7 @@
 //! and every read stops at the caller's deadline.
 
 use std::fmt;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -364,11 +364,23 @@ pub fn write_answer(mut stream: &TcpStream, answer: &Answer) -> io::Result<()> {
     }
     head.push_str(answer.extra_headers);
     head.push_str("\r\n");
-    let mut bytes = head.into_bytes();
-    if answer.send_body {
-        bytes.extend_from_slice(answer.body.as_bytes());
+    let body = if answer.send_body {
+        answer.body.as_bytes()
+    } else {
+        &[]
+    };
+    // Head and body in one system call, without copying the body (half a
+    // megabyte for `/queue` with a thousand jobs) behind the head.
+    let mut parts = [IoSlice::new(head.as_bytes()), IoSlice::new(body)];
+    let mut parts = &mut parts[..];
+    while !parts.is_empty() {
+        match stream.write_vectored(parts) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(written) => IoSlice::advance_slices(&mut parts, written),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
-    stream.write_all(&bytes)?;
     stream.flush()?;
     close_gently(stream, Duration::from_millis(500));
     Ok(())
