@@ -208,6 +208,10 @@ fn timed_out() -> String {
 /// it cannot be stopped, and joining it would bring back the wait this
 /// avoids.
 fn resolve(host: &str, deadline: Instant) -> Result<Vec<std::net::IpAddr>, String> {
+    // An address needs no lookup (and no thread).
+    if let Ok(address) = host.parse() {
+        return Ok(vec![address]);
+    }
     let (sender, receiver) = crossbeam_channel::bounded(1);
     let owned = host.to_string();
     let spawned = thread::Builder::new()
