@@ -5,6 +5,9 @@
 //! the wall clock has moved by more than the monotonic one (or less), it
 //! says so, and every job re-reads the wall clock: a deadline that passed
 //! during a suspend fires within a minute of resume (SPEC §3).
+//!
+//! [`now`] is the wall clock as the daemon reads it, everywhere: the one
+//! place where test builds can move it.
 
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -17,6 +20,100 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(60);
 /// A difference smaller than this is NTP's slewing, not a jump.
 const TOLERANCE: SignedDuration = SignedDuration::from_secs(2);
 
+/// The wall clock: what every deadline, state file and run record of the
+/// daemon is measured against. The daemon reads it only here, so that the
+/// tests can move it as a suspend does (see `fake` below). The builds that
+/// ship have no fake: there this is `Timestamp::now()`.
+pub fn now() -> Timestamp {
+    #[cfg(any(debug_assertions, feature = "test-hooks"))]
+    if let Some(offset) = fake::offset() {
+        return Timestamp::now() + offset;
+    }
+    Timestamp::now()
+}
+
+/// Test builds only (debug, or the `test-hooks` feature): the wall clock
+/// moved by the offset in the file that `RESTIC_CRONNED_FAKE_CLOCK_FILE`
+/// names, re-read at every [`now`], while the monotonic clock goes on: what
+/// a suspend looks like from inside the process. It is what libfaketime
+/// does with `FAKETIME_TIMESTAMP_FILE` and `FAKETIME_NO_CACHE`, and
+/// tests/it/clock.rs moves the debug build's clock with the real
+/// libfaketime too; but libfaketime comes in through `LD_PRELOAD`, which
+/// cannot reach the static small-machine build, and the tests run against
+/// that build as well (scripts/test).
+#[cfg(any(debug_assertions, feature = "test-hooks"))]
+mod fake {
+    use std::path::Path;
+
+    use jiff::SignedDuration;
+
+    const FILE_VAR: &str = "RESTIC_CRONNED_FAKE_CLOCK_FILE";
+
+    /// The offset, when a test asked for one. A file that cannot be read or
+    /// holds no offset is a broken test, not something to run on with the
+    /// real clock.
+    pub fn offset() -> Option<SignedDuration> {
+        let file = std::env::var_os(FILE_VAR)?;
+        let file = Path::new(&file);
+        let text = std::fs::read_to_string(file)
+            .unwrap_or_else(|e| panic!("{FILE_VAR}: cannot read {}: {e}", file.display()));
+        let offset = parse_offset(text.trim()).unwrap_or_else(|| {
+            panic!(
+                "{FILE_VAR}: {} holds {text:?}, not an offset like +31m",
+                file.display()
+            )
+        });
+        Some(offset)
+    }
+
+    /// libfaketime's relative offsets: a sign, a whole number and a unit
+    /// (`s`, `m`, `h`, `d`; none means seconds), as in `+0`, `+31m`, `-2h`.
+    fn parse_offset(text: &str) -> Option<SignedDuration> {
+        let (negative, rest) = match text.as_bytes().first()? {
+            b'+' => (false, &text[1..]),
+            b'-' => (true, &text[1..]),
+            _ => return None,
+        };
+        let (number, unit) = match rest.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+            Some((at, _)) => rest.split_at(at),
+            None => (rest, "s"),
+        };
+        let seconds_per_unit = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 60 * 60,
+            "d" => 24 * 60 * 60,
+            _ => return None,
+        };
+        let seconds = number.parse::<i64>().ok()?.checked_mul(seconds_per_unit)?;
+        Some(SignedDuration::from_secs(if negative {
+            -seconds
+        } else {
+            seconds
+        }))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn the_offset_file_takes_libfaketimes_relative_offsets() {
+            let offset = |text| parse_offset(text).map(|d| d.as_secs());
+            assert_eq!(offset("+0"), Some(0));
+            assert_eq!(offset("+31m"), Some(31 * 60));
+            assert_eq!(offset("-2h"), Some(-2 * 3600));
+            assert_eq!(offset("+1d"), Some(86_400));
+            assert_eq!(offset("-90"), Some(-90));
+            assert_eq!(offset("+45s"), Some(45));
+            // An absolute time, no sign, no number, an unknown unit.
+            for text in ["2024-01-01 00:00:00", "31m", "+", "+m", "+3w", "+1.5h", ""] {
+                assert_eq!(offset(text), None, "{text:?}");
+            }
+        }
+    }
+}
+
 /// Both clocks at one moment.
 #[derive(Clone, Copy, Debug)]
 pub struct Reading {
@@ -27,7 +124,7 @@ pub struct Reading {
 impl Reading {
     pub fn now() -> Reading {
         Reading {
-            wall: Timestamp::now(),
+            wall: now(),
             monotonic: Instant::now(),
         }
     }

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{Receiver, Sender, select, unbounded};
-use jiff::Timestamp;
 use log::{error, info, warn};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle as SignalHandle, Signals};
@@ -503,11 +502,11 @@ fn foreign_owner(dir: &std::path::Path) -> Option<u32> {
 /// jobs have ended may take at shutdown, all together.
 const DELIVERY_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// How often the clock watcher compares the clocks: a minute; the debug
-/// builds the tests run take `RESTIC_CRONNED_CLOCK_CHECK_MS`, so a test can
-/// see a jump without waiting a minute.
+/// How often the clock watcher compares the clocks: a minute; test builds
+/// (debug, or the `test-hooks` feature) take `RESTIC_CRONNED_CLOCK_CHECK_MS`,
+/// so a test can see a jump without waiting a minute.
 fn clock_check_every() -> std::time::Duration {
-    #[cfg(debug_assertions)]
+    #[cfg(any(debug_assertions, feature = "test-hooks"))]
     if let Some(ms) = std::env::var("RESTIC_CRONNED_CLOCK_CHECK_MS")
         .ok()
         .and_then(|ms| ms.parse().ok())
@@ -698,7 +697,7 @@ fn next_runs(config: &Config, job: &Job, schedule: &Schedule) -> String {
         Ok(Some(state)) => state.saved(),
         Err(_) => Saved::Unreadable,
     };
-    let now = jiff::Timestamp::now();
+    let now = clock::now();
     let tz = jiff::tz::TimeZone::system();
     schedule::upcoming_runs(schedule, &saved, now, &tz, 3)
         .into_iter()
@@ -873,7 +872,7 @@ impl Daemon {
         if !self.notifier.is_active() {
             return;
         }
-        let status = service::status_line(&self.context.board.overview(), Timestamp::now());
+        let status = service::status_line(&self.context.board.overview(), clock::now());
         let message = if state.is_empty() {
             format!("STATUS={status}")
         } else {
@@ -1053,7 +1052,7 @@ impl Daemon {
                 Reply::done()
             }
             Command::Reload(name) => self.reload(name.as_deref()),
-            #[cfg(debug_assertions)]
+            #[cfg(any(debug_assertions, feature = "test-hooks"))]
             Command::HangSupervisor(how_long) => {
                 thread::sleep(how_long);
                 Reply::done()

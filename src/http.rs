@@ -50,10 +50,11 @@ pub enum Command {
     Reload(Option<String>),
     Trigger(String),
     Remove(String),
-    /// Debug builds only (the tests' binaries): keeps the supervisor busy
-    /// this long, so a test can see the systemd watchdog go quiet while the
-    /// supervisor does not answer. Release builds have no such URL.
-    #[cfg(debug_assertions)]
+    /// Test builds only (debug, or the `test-hooks` feature): keeps the
+    /// supervisor busy this long, so a test can see the systemd watchdog go
+    /// quiet while the supervisor does not answer. The builds that ship
+    /// have no such URL.
+    #[cfg(any(debug_assertions, feature = "test-hooks"))]
     HangSupervisor(Duration),
 }
 
@@ -198,7 +199,7 @@ pub fn route(method: &Method, url: &str) -> Route {
         "/reload" => Route::Command(Command::Reload(name)),
         "/trigger" => named(Command::Trigger),
         "/remove" => named(Command::Remove),
-        #[cfg(debug_assertions)]
+        #[cfg(any(debug_assertions, feature = "test-hooks"))]
         "/debug/hang-supervisor" => match query_param(query, "ms").map(|ms| ms?.parse().ok()) {
             Ok(Some(ms)) => Route::Command(Command::HangSupervisor(Duration::from_millis(ms))),
             _ => Route::Refuse(Reply::text(400, "ms: a number of milliseconds")),

@@ -14,6 +14,7 @@ use jiff::tz::TimeZone;
 use log::{error, info, warn};
 
 use crate::board::{BoardEntry, JobStatus, Status};
+use crate::clock;
 use crate::files::SlowRead;
 use crate::history::{self, History};
 use crate::job_file::{Job, JobName};
@@ -277,17 +278,17 @@ impl Actor {
             // the daemon first saw it, across restarts. Written here, not
             // at start on the supervisor: a thousand fsyncs would hold up
             // every answer.
-            self.first_seen = Some(Timestamp::now());
+            self.first_seen = Some(clock::now());
             self.persist();
         }
-        self.check_stale(Timestamp::now());
+        self.check_stale(clock::now());
         self.resolve_repository();
         while let Some(event) = self.next_event() {
             let keep_going = match event {
                 Wake::Control(control) => self.handle(control),
                 Wake::Trigger(reason) => self.begin_run(reason),
                 Wake::Timer => {
-                    self.check_stale(Timestamp::now());
+                    self.check_stale(clock::now());
                     match self.due_reason().filter(|_| !self.stopped) {
                         Some(reason) => self.begin_run(reason),
                         // The stale check, or a wait that woke early.
@@ -307,7 +308,7 @@ impl Actor {
         if std::mem::take(&mut self.resume) && !self.stopped {
             return Some(Wake::Resume);
         }
-        let now = Timestamp::now();
+        let now = clock::now();
         // A stopped job runs nothing, but can still go stale: that is the
         // backup nobody knows has stopped.
         let run_deadline = self.deadlines.next().filter(|_| !self.stopped);
@@ -385,7 +386,7 @@ impl Actor {
 
     /// Why a deadline run is due now; `None` when nothing is.
     fn due_reason(&self) -> Option<Reason> {
-        let due = self.due(Timestamp::now());
+        let due = self.due(clock::now());
         match (due.retry, due.regular) {
             (Some(_), _) => Some(Reason::Retry),
             (None, Some(_)) if self.catch_up => Some(Reason::CatchUp),
@@ -574,7 +575,7 @@ impl Actor {
             });
             return;
         }
-        let now = Timestamp::now();
+        let now = clock::now();
         let (deadlines, current_retry) =
             schedule::start_deadlines(self.job.schedule.as_ref(), &saved, now, &TimeZone::system());
         self.deadlines = deadlines;
@@ -646,7 +647,7 @@ impl Actor {
         self.catch_up = false;
         // The deadline this run serves is no next run, while it checks or
         // waits for its turn either.
-        let now = Timestamp::now();
+        let now = clock::now();
         let next = self.deadlines.next().filter(|d| *d > now);
         self.publish(|s| s.next_run = next);
         self.resolve_repository();
@@ -730,7 +731,7 @@ impl Actor {
 
     /// Takes the deadlines that are due: this run serves them.
     fn take_due(&mut self) -> Deadlines {
-        let due = self.due(Timestamp::now());
+        let due = self.due(clock::now());
         if due.regular.is_some() {
             self.deadlines.regular = None;
         }

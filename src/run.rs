@@ -11,10 +11,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded, never};
-use jiff::Timestamp;
 use log::{info, warn};
 
 use crate::board::{Board, BoardEntry, Status};
+use crate::clock;
 use crate::exclusion::{Acquired, Guard, Repositories, Ticket};
 use crate::healthcheck::{Ping, PingSender};
 use crate::hook::{HookCommand, HookName};
@@ -312,7 +312,7 @@ impl Run {
         why: String,
         repository: (Option<Repository>, Option<String>),
     ) -> (Run, Progress) {
-        let now = Timestamp::now();
+        let now = clock::now();
         let mut run = Run {
             job,
             context,
@@ -449,7 +449,7 @@ impl Run {
         // Skipped: no restic, no hook, no healthcheck ping.
         self.record.outcome = Outcome::Skipped;
         self.record.error = Some(shown);
-        self.record.start = Timestamp::now();
+        self.record.start = clock::now();
         self.record.end = self.record.start;
         self.phase = Phase::Over;
         self.finish()
@@ -498,7 +498,7 @@ impl Run {
     /// `Before`, then restic.
     pub fn work(&mut self) -> Progress {
         let name = self.job.name.clone();
-        self.record.start = Timestamp::now();
+        self.record.start = clock::now();
         if let Some(url) = &self.job.healthcheck {
             self.context.pings.send(Ping::start(name.as_str(), url));
         }
@@ -542,7 +542,7 @@ impl Run {
     fn fail(&mut self, outcome: Outcome, error: String) -> Progress {
         self.record.outcome = outcome;
         self.record.error = Some(error);
-        self.record.end = Timestamp::now();
+        self.record.end = clock::now();
         self.after_restic()
     }
 
@@ -560,7 +560,7 @@ impl Run {
             }
         };
         // A run starts when restic does (SPEC §8).
-        self.record.start = Timestamp::now();
+        self.record.start = clock::now();
         self.output.restic = Tail::default();
         info!(
             "[{name}] run started ({}): {}",
@@ -751,7 +751,7 @@ impl Run {
         f: &Following,
         status: std::io::Result<std::process::ExitStatus>,
     ) -> Progress {
-        self.record.end = Timestamp::now();
+        self.record.end = clock::now();
         let died = status.as_ref().is_ok_and(|s| s.code().is_none());
         let (outcome, exit_code, error) = match status {
             Err(e) => (
@@ -977,7 +977,7 @@ impl Run {
             });
             self.record.outcome = Outcome::Stopped;
             self.record.error = Some(by.to_string());
-            self.record.end = Timestamp::now();
+            self.record.end = clock::now();
             return self.start_hook(HookName::After);
         }
         self.hook_failed(name, exit_code, duration, error)
@@ -1005,7 +1005,7 @@ impl Run {
         });
         match name {
             HookName::Before => {
-                self.record.end = Timestamp::now();
+                self.record.end = clock::now();
                 self.record.outcome = Outcome::Failure;
                 self.record.error = Some(error);
                 self.start_hook(HookName::OnFailure)

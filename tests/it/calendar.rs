@@ -138,7 +138,7 @@ fn check_prints_the_next_three_runs() {
         "known",
         &format!("{{\"NextTrigger\":\"{}\"}}", local(&new_york, runs[0])),
     );
-    let output = Command::new(DAEMON)
+    let output = Command::new(&*DAEMON)
         .env("TZ", "America/New_York")
         .arg("--config")
         .arg(&env.config)

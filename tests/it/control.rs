@@ -296,7 +296,7 @@ fn a_daemon_killed_with_sigkill_takes_its_restic_with_it() {
 fn without_an_http_server_the_daemon_sleeps() {
     let env = TestEnv::new();
     env.write_job("a", &env.fake_job("a", &[], json!({"regularTimer": "1h"})));
-    let mut daemon = std::process::Command::new(crate::support::DAEMON)
+    let mut daemon = std::process::Command::new(&*crate::support::DAEMON)
         .arg("--config")
         .arg(&env.config)
         .arg(&env.jobs)

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::support::{DAEMON, TestEnv};
 
 fn daemon(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(DAEMON)
+    let output = Command::new(&*DAEMON)
         .args(args)
         .output()
         .expect("run the daemon");
@@ -48,10 +48,14 @@ fn help_version_and_usage_errors() {
     // address may not. Neither panics.
     use std::os::unix::ffi::OsStrExt;
     let odd = std::ffi::OsStr::from_bytes(b"/nonexistent/jobs\xff");
-    let output = Command::new(DAEMON).arg(odd).arg("").output().unwrap();
+    let output = Command::new(&*DAEMON).arg(odd).arg("").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("does not exist"));
-    let output = Command::new(DAEMON).arg("/tmp").arg(odd).output().unwrap();
+    let output = Command::new(&*DAEMON)
+        .arg("/tmp")
+        .arg(odd)
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("not UTF-8"));
 }
@@ -269,7 +273,7 @@ fn without_home_the_defaults_are_errors_not_paths_under_the_root() {
     let env = TestEnv::new();
     let minimal = env.dir.path().join("minimal.json");
     fs::write(&minimal, "{}").unwrap();
-    let output = Command::new(DAEMON)
+    let output = Command::new(&*DAEMON)
         .env_remove("HOME")
         .env_remove("XDG_CONFIG_HOME")
         .args([
@@ -288,7 +292,7 @@ fn without_home_the_defaults_are_errors_not_paths_under_the_root() {
     );
     assert!(err.contains("LogConf.LogDir is not set"), "{err}");
     // With the paths given, no HOME is needed.
-    let output = Command::new(DAEMON)
+    let output = Command::new(&*DAEMON)
         .env_remove("HOME")
         .args([
             "--config",

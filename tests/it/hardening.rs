@@ -232,7 +232,7 @@ fn links_planted_in_state_dir_and_log_dir_are_not_written_through() {
 /// code and stderr. A daemon that starts instead is killed after
 /// [`PATIENCE`] (no exit code then).
 fn run_to_end(env: &TestEnv) -> (Option<i32>, String) {
-    let mut child = Command::new(DAEMON)
+    let mut child = Command::new(&*DAEMON)
         .arg("--config")
         .arg(&env.config)
         .arg(&env.jobs)

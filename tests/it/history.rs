@@ -10,14 +10,12 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::support::{Daemon, TestEnv, metric, rfc3339_ms};
-
-const RCCOMMAND: &str = env!("CARGO_BIN_EXE_rccommand");
+use crate::support::{Daemon, RCCOMMAND, TestEnv, metric, rfc3339_ms};
 
 /// `rccommand --addr ADDR ARGS…` with a home of its own; its stdout, which
 /// must be a success.
 fn rccommand(env: &TestEnv, daemon: &Daemon, args: &[&str]) -> String {
-    let output = Command::new(RCCOMMAND)
+    let output = Command::new(&*RCCOMMAND)
         .arg("--addr")
         .arg(&daemon.addr)
         .args(args)

@@ -599,7 +599,7 @@ impl KernelEntry {
 
     fn rckeyutil(&self, action: &str, stdin: &str) -> std::process::Output {
         use std::io::Write;
-        let mut child = Command::new(RCKEYUTIL)
+        let mut child = Command::new(&*RCKEYUTIL)
             .args([
                 "--backend",
                 "keyutils",

@@ -316,7 +316,7 @@ fn run(mut command: Command, stdin: &str) -> Ran {
 /// address that leads nowhere, so the developer's own keyring is never
 /// touched).
 fn rckeyutil(bus: Option<&SecretService>, args: &[&str], stdin: &str) -> Ran {
-    let mut command = Command::new(RCKEYUTIL);
+    let mut command = Command::new(&*RCKEYUTIL);
     command.args(args);
     match bus {
         Some(bus) => run(bus.on_bus(command), stdin),
@@ -575,7 +575,7 @@ fn rckeyutil_explains_a_missing_secret_service_and_its_usage() {
 fn set_on_a_terminal_asks_twice_without_echo() {
     let entry = KernelEntry::new("tty");
     let (mut master, slave) = open_pty();
-    let mut child = Command::new(RCKEYUTIL)
+    let mut child = Command::new(&*RCKEYUTIL)
         .args([
             "--backend",
             "keyutils",

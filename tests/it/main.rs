@@ -5,7 +5,7 @@
 mod api; // /job, every error status with and without a token, HEAD, bodies
 mod calendar; // cron schedules: second boundaries, catch-up, --check
 mod chromium; // headless chromium: bounded runs, and a browser driven over a pipe
-mod clock; // the wall clock jumping (a suspend) under sleeping jobs, with libfaketime
+mod clock; // the wall clock jumping (a suspend) under sleeping jobs: libfaketime, and the offset file
 mod control; // control URLs, reload, SIGTERM and SIGHUP
 mod files; // job files, config file, command line and --check
 mod fuzz; // generated input for the parsers and the router: no panics

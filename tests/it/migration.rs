@@ -9,9 +9,7 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
-use crate::support::{DAEMON, Daemon, TestEnv, now_ms, rfc3339_ms};
-
-const RCCOMMAND: &str = env!("CARGO_BIN_EXE_rccommand");
+use crate::support::{DAEMON, Daemon, RCCOMMAND, TestEnv, now_ms, rfc3339_ms};
 
 /// The later original's own `config.json`, as it ships: flat keys, paths
 /// under `$HOME`.
@@ -102,7 +100,7 @@ fn home(env: &TestEnv) -> PathBuf {
 
 /// The daemon with `args`, `HOME` in the temp dir.
 fn daemon_command(env: &TestEnv, args: &[&Path]) -> Command {
-    let mut command = Command::new(DAEMON);
+    let mut command = Command::new(&*DAEMON);
     command.args(args).env("HOME", home(env));
     command
 }
@@ -209,7 +207,7 @@ fn a_daemon_started_the_later_originals_way_retries_on_its_calendar() {
     assert!(text.contains("[Migrated] retry 1 at "), "{text}");
 
     // rccommand reads the queue, Wg and all.
-    let output = Command::new(RCCOMMAND)
+    let output = Command::new(&*RCCOMMAND)
         .args(["--addr", &daemon.addr, "queue"])
         .output()
         .unwrap();

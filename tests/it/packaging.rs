@@ -32,7 +32,7 @@ impl Setup {
         let from = dir.path().join("build");
         fs::create_dir(&root).unwrap();
         fs::create_dir(&from).unwrap();
-        fs::copy(DAEMON, from.join("restic-cronned")).unwrap();
+        fs::copy(&*DAEMON, from.join("restic-cronned")).unwrap();
         fs::write(from.join("rckeyutil"), "#!/bin/sh\necho rckeyutil 0\n").unwrap();
         fs::set_permissions(from.join("rckeyutil"), fs::Permissions::from_mode(0o755)).unwrap();
         Setup { dir, root, from }
@@ -224,7 +224,7 @@ fn system_install_lays_out_files_with_safe_modes_and_a_hardened_unit() {
 
     let bin = setup.path("/usr/local/bin/restic-cronned");
     assert_eq!(mode(&bin), 0o755);
-    assert_eq!(fs::read(&bin).unwrap(), fs::read(DAEMON).unwrap());
+    assert_eq!(fs::read(&bin).unwrap(), fs::read(&*DAEMON).unwrap());
     assert_eq!(mode(&setup.path("/usr/local/bin/rckeyutil")), 0o755);
     assert!(
         !setup.path("/usr/local/bin/rccommand").exists(),
@@ -248,7 +248,7 @@ fn system_install_lays_out_files_with_safe_modes_and_a_hardened_unit() {
     assert_eq!(config["LogConf"]["LogDir"], "/var/log/restic-cronned");
 
     // The daemon accepts the config and the (empty) job directory as made.
-    let check = Command::new(DAEMON)
+    let check = Command::new(&*DAEMON)
         .arg("--config")
         .arg(&config_file)
         .arg("--check")

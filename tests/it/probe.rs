@@ -247,7 +247,7 @@ fn a_hook_whose_program_is_missing_fails_the_probe_and_no_hook_is_run() {
 
 #[test]
 fn probe_without_check_is_a_usage_error() {
-    let output = Command::new(DAEMON).arg("--probe").output().unwrap();
+    let output = Command::new(&*DAEMON).arg("--probe").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&output.stderr),

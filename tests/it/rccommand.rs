@@ -7,14 +7,12 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
-use crate::support::{Daemon, TestEnv};
-
-const RCCOMMAND: &str = env!("CARGO_BIN_EXE_rccommand");
+use crate::support::{Daemon, RCCOMMAND, TestEnv};
 
 /// Runs rccommand with `args` and `env`, in an environment with no
 /// RC_ADDR, RC_TOKEN or user config unless the test sets them.
 fn rccommand(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(RCCOMMAND);
+    let mut command = Command::new(&*RCCOMMAND);
     command
         .args(args)
         .env_remove("RC_ADDR")

@@ -228,7 +228,7 @@ fn clients_that_send_nothing_cannot_lock_others_out() {
 fn running_out_of_descriptors_only_pauses_the_server() {
     let env = TestEnv::new();
     env.write_job("alive", &env.fake_job("alive", &[], json!({})));
-    let mut command = std::process::Command::new(crate::support::DAEMON);
+    let mut command = std::process::Command::new(&*crate::support::DAEMON);
     command
         .arg("--config")
         .arg(&env.config)

@@ -6,17 +6,38 @@ use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-pub const DAEMON: &str = env!("CARGO_BIN_EXE_restic-cronned");
-pub const RCKEYUTIL: &str = env!("CARGO_BIN_EXE_rckeyutil");
+/// The programs under test: cargo's builds of this checkout, or the ones in
+/// the folder that `RESTIC_CRONNED_BIN_DIR` names. scripts/test runs the
+/// suite a second time that way, against the small-machine build (static
+/// musl, profile `small`) with the `test-hooks` feature.
+pub static DAEMON: LazyLock<PathBuf> =
+    LazyLock::new(|| program("restic-cronned", env!("CARGO_BIN_EXE_restic-cronned")));
+pub static RCKEYUTIL: LazyLock<PathBuf> =
+    LazyLock::new(|| program("rckeyutil", env!("CARGO_BIN_EXE_rckeyutil")));
+pub static RCCOMMAND: LazyLock<PathBuf> =
+    LazyLock::new(|| program("rccommand", env!("CARGO_BIN_EXE_rccommand")));
+
+fn program(name: &str, cargo_built: &str) -> PathBuf {
+    let Some(dir) = std::env::var_os("RESTIC_CRONNED_BIN_DIR") else {
+        return PathBuf::from(cargo_built);
+    };
+    let path = Path::new(&dir).join(name);
+    assert!(
+        path.is_file(),
+        "RESTIC_CRONNED_BIN_DIR has no {name}: {} is missing",
+        path.display()
+    );
+    path
+}
 
 /// How long any wait may take before the test fails: a safety net only.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -178,7 +199,7 @@ impl TestEnv {
     /// The daemon's command line, for tests that add to its environment
     /// before [`Daemon::spawn`].
     pub fn daemon_command(&self, extra: &[&str]) -> Command {
-        let mut command = Command::new(DAEMON);
+        let mut command = Command::new(&*DAEMON);
         command
             .arg("--config")
             .arg(&self.config)
@@ -237,7 +258,7 @@ impl TestEnv {
 
     /// [`TestEnv::check`] with `extra` options after `--check`.
     pub fn check_with(&self, extra: &[&str]) -> (i32, String) {
-        let child = Command::new(DAEMON)
+        let child = Command::new(&*DAEMON)
             .arg("--config")
             .arg(&self.config)
             .arg("--check")
@@ -557,7 +578,7 @@ impl TestEnv {
     /// `restic-cronned --config CONFIG --run NAME JOBDIR` with `vars` added
     /// to its environment, stdin from /dev/null.
     pub fn run_once_command(&self, name: &str, vars: &[(&str, &str)]) -> Command {
-        let mut command = Command::new(DAEMON);
+        let mut command = Command::new(&*DAEMON);
         command
             .arg("--config")
             .arg(&self.config)
@@ -839,7 +860,7 @@ impl TestEnv {
     /// daemon: for a `Level` that hides the `listening on` line.
     pub fn start_quiet(&self) -> Daemon {
         let addr = format!("127.0.0.1:{}", closed_port());
-        let mut command = Command::new(DAEMON);
+        let mut command = Command::new(&*DAEMON);
         command
             .arg("--config")
             .arg(&self.config)
