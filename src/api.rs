@@ -10,6 +10,14 @@
 //! borrowed text, so a `/queue` of a thousand jobs copies no string; the
 //! client reads owned ones. Keys a reader does not know are skipped, so an
 //! older `rccommand` reads a newer daemon.
+//!
+//! The HTTP server (`http`), the status board it reads (`board`), `/metrics`,
+//! and the `rccommand` client (`client`).
+
+pub mod board;
+pub mod client;
+pub mod http;
+pub mod metrics;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -19,8 +27,8 @@ use jiff::fmt::temporal::Pieces;
 use jiff::tz::{Offset, TimeZone};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::outcome::{HookRecord, Outcome, Reason, RunRecord};
-use crate::progress::{Progress, Summary};
+use crate::job::outcome::{HookRecord, Outcome, Reason, RunRecord};
+use crate::restic::progress::{Progress, Summary};
 
 /// A job's status as `/queue` names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,14 @@
 //! The daemon's config file: JSON with case-insensitive keys, every key
 //! optional, `$VAR` expansion in paths, and errors that name the file, the
 //! line and the value at fault.
+//!
+//! Job files (`job_file`), the JSON reader that names file, line and value
+//! (`json`), and the command-line grammar of all three programs
+//! (`command_line`).
+
+pub mod command_line;
+pub mod job_file;
+pub mod json;
 
 use std::fmt;
 use std::fs;
@@ -12,10 +20,10 @@ use std::time::Duration;
 use log::LevelFilter;
 use serde_json::{Map, Value};
 
-use crate::json::{self, Echo, Object, describe};
-use crate::notify::{self, Target};
-use crate::redacted::Redacted;
+use crate::config::json::{Echo, Object, describe};
+use crate::delivery::notify::{self, Target};
 use crate::schedule;
+use crate::secrets::redacted::Redacted;
 
 const TOP_KEYS: &[&str] = &[
     "JobPath",

@@ -15,24 +15,24 @@ use log::{error, info, warn};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle as SignalHandle, Signals};
 
-use crate::board::{Board, BoardEntry, JobStatus, Status};
-use crate::clock;
-use crate::command_line;
+use crate::api::board::{Board, BoardEntry, JobStatus, Status};
+use crate::api::http::{Access, Command, Envelope, HttpServer, Reply};
+use crate::config::command_line;
+use crate::config::job_file::{self, Entry, Job};
 use crate::config::{self, Config, KeyringChoice, Source};
+use crate::delivery::healthcheck::{PingSender, Pinger};
+use crate::delivery::notify::{self, NotifySender};
 use crate::files;
-use crate::healthcheck::{PingSender, Pinger};
-use crate::http::{Access, Command, Envelope, HttpServer, Reply};
+use crate::job::outcome::Reason;
+use crate::job::run::{Context, Notice};
+use crate::job::state;
 use crate::job::{self, Control, JobHandle};
-use crate::job_file::{self, Entry, Job};
-use crate::keyring::{self, Keyring, SessionKeyring};
 use crate::logging;
-use crate::notify::{self, NotifySender};
-use crate::outcome::Reason;
 use crate::probe;
-use crate::run::{Context, Notice};
+use crate::schedule::clock;
 use crate::schedule::{self, Saved, Schedule};
+use crate::secrets::keyring::{self, Keyring, SessionKeyring};
 use crate::service::{self, Notifier};
-use crate::state;
 
 pub const USAGE: &str = "\
 Usage: restic-cronned [OPTIONS] [JOBDIR [ADDR]]
@@ -133,7 +133,7 @@ pub enum Error {
         source: io::Error,
     },
     /// The HTTP server cannot start (exit 1).
-    Http(crate::http::SpawnError),
+    Http(crate::api::http::SpawnError),
 }
 
 impl Error {

@@ -1,9 +1,15 @@
-//! The threads that deliver healthcheck pings (src/healthcheck.rs) and
-//! notifications (src/notify.rs): a [`Pool`] of queues keyed by a string,
+//! The threads that deliver healthcheck pings (src/delivery/healthcheck.rs) and
+//! notifications (src/delivery/notify.rs): a [`Pool`] of queues keyed by a string,
 //! each drained in order by its own thread, so a dead receiver holds up only
 //! its own key and never a job. Threads start with the first item, so a
 //! daemon that never pings or notifies has none. At shutdown one deadline
 //! holds for every thread; each request gets only the time left before it.
+//!
+//! Notifications (`notify`) and healthcheck pings (`healthcheck`) go out
+//! through these threads.
+
+pub mod healthcheck;
+pub mod notify;
 
 use std::collections::HashMap;
 use std::fmt;

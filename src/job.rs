@@ -3,6 +3,19 @@
 //! it drives each run (a [`Run`] moving through its phases) from one event
 //! loop, applies the rules after a run ([`rules::after_run`]), persists its
 //! next trigger and publishes its status on the board.
+//!
+//! The job's parts: a run and its phases (`run`), the pure rules after it
+//! (`rules`), its outcome, the repository exclusion, preconditions, hooks,
+//! the state file and the run history.
+
+pub mod exclusion;
+pub mod history;
+pub mod hook;
+pub mod outcome;
+pub mod preconditions;
+pub mod rules;
+pub mod run;
+pub mod state;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,18 +26,18 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use log::{error, info, warn};
 
-use crate::board::{BoardEntry, JobStatus, Status};
-use crate::clock;
+use crate::api::board::{BoardEntry, JobStatus, Status};
+use crate::config::job_file::{Job, JobName};
+use crate::delivery::notify::Message;
 use crate::files::SlowRead;
-use crate::history::{self, History};
-use crate::job_file::{Job, JobName};
-use crate::notify::Message;
-use crate::outcome::{Outcome, Reason, RunRecord};
+use crate::job::history::History;
+use crate::job::outcome::{Outcome, Reason, RunRecord};
+use crate::job::rules::{Counters, Decision, Ended, GiveUp, Policy};
+use crate::job::run::{Context, Notice, Progress, Run, Stop};
+use crate::job::state::State;
 use crate::restic::{self, Repository, RepositorySource};
-use crate::rules::{self, Counters, Decision, Ended, GiveUp, Policy};
-use crate::run::{Context, Notice, Progress, Run, Stop};
+use crate::schedule::clock;
 use crate::schedule::{self, Deadlines, Saved};
-use crate::state::{self, State};
 
 /// What the daemon tells a job.
 #[derive(Debug)]

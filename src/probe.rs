@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, unbounded};
 
-use crate::job_file::{self, Job};
-use crate::keyring::Keyring;
-use crate::preconditions;
-use crate::process::{self, Spec, Stream};
+use crate::config::job_file::{self, Job};
+use crate::job::preconditions;
+use crate::job::run;
+use crate::restic::process::{self, Spec, Stream};
 use crate::restic::{self, Stderr};
-use crate::run;
+use crate::secrets::keyring::Keyring;
 
 /// How long one job's probe may take in all.
 pub const PROBE_LIMIT: Duration = Duration::from_secs(30);
@@ -268,9 +268,9 @@ mod tests {
     use serde_json::Value;
 
     use crate::config::KeyringChoice;
-    use crate::hook::{HookCommand, Hooks};
-    use crate::job_file::JobName;
-    use crate::redacted::Redacted;
+    use crate::config::job_file::JobName;
+    use crate::job::hook::{HookCommand, Hooks};
+    use crate::secrets::redacted::Redacted;
 
     fn job(name: &str, restic_path: &str, args: &[&str]) -> Arc<Job> {
         Arc::new(Job {
@@ -291,7 +291,7 @@ mod tests {
             unlock_stale: false,
             preconditions: None,
             hooks: Default::default(),
-            hook_timeout: crate::hook::DEFAULT_TIMEOUT,
+            hook_timeout: crate::job::hook::DEFAULT_TIMEOUT,
             notify: None,
             stale_after: None,
         })

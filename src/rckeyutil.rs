@@ -8,9 +8,9 @@ use std::fmt;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
-use crate::command_line;
+use crate::config::command_line;
 use crate::config::{self, KeyringChoice};
-use crate::keyring::{self, Backend, Keyring, KeyringError, Password};
+use crate::secrets::keyring::{self, Backend, Keyring, KeyringError, Password};
 
 pub const USAGE: &str = "\
 Usage: rckeyutil [OPTIONS] set SERVICE USERNAME [PASSWORD]

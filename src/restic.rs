@@ -1,6 +1,13 @@
 //! What we know about restic itself: how its exit codes and messages map to
 //! outcomes (old 0.14 and new 0.17+), which repository a job's arguments and
 //! environment name, and which of its options an `unlock` needs.
+//!
+//! The child processes (`process`: started through the exec shim, bounded
+//! output, the stop ladder) and restic's `--json` progress lines
+//! (`progress`).
+
+pub mod process;
+pub mod progress;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -9,9 +16,9 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use crate::files::SlowRead;
-use crate::keyring::Password;
-use crate::outcome::Outcome;
-use crate::process::Spec;
+use crate::job::outcome::Outcome;
+use crate::restic::process::Spec;
+use crate::secrets::keyring::Password;
 
 /// Where else restic could take its password from; restic prefers these to
 /// `RESTIC_PASSWORD`, so they must not reach a run that has a keyring entry.
@@ -238,7 +245,7 @@ pub fn classify(code: Option<i32>, output: &str) -> Outcome {
 /// What restic said on stderr that explains how a run ended: its last
 /// `Fatal:` line, else its last non-empty line (SPEC §4, "Why a run
 /// failed"); when Go crashed, the `panic: …` line that starts the stack
-/// trace. Lines arrive cleaned of escapes ([`crate::process::clean_line`]);
+/// trace. Lines arrive cleaned of escapes ([`crate::restic::process::clean_line`]);
 /// any that are not are cleaned here, so no error holds a control character.
 #[derive(Clone, Debug, Default)]
 pub struct Stderr {
@@ -256,7 +263,7 @@ impl Stderr {
     pub fn push(&mut self, line: &str) {
         let cleaned;
         let line = if line.chars().any(char::is_control) {
-            cleaned = crate::process::clean_line(line.as_bytes());
+            cleaned = crate::restic::process::clean_line(line.as_bytes());
             cleaned.trim()
         } else {
             line.trim()
@@ -377,7 +384,7 @@ fn missing_repository(code: Option<i32>, output: &str) -> bool {
 /// The snapshot a `restic backup` (or `copy`) names in its plain-text
 /// output, `snapshot 1a2b3c4d saved` (0.14 and 0.18 alike): the short id.
 /// `--json` output names it in its summary instead
-/// ([`crate::progress::read_line`]).
+/// ([`crate::restic::progress::read_line`]).
 pub fn snapshot_in_line(line: &str) -> Option<&str> {
     let id = line
         .trim()

@@ -3,6 +3,11 @@
 //! Nothing here reads the clock or touches a file: every function takes `now`
 //! and the saved state as plain values, so the rules of SPEC §3 are tested
 //! with plain values (see the tests at the bottom).
+//!
+//! Cron expressions (`cron`) and the clock watcher (`clock`).
+
+pub mod clock;
+pub mod cron;
 
 use std::fmt;
 use std::time::Duration;
@@ -11,8 +16,8 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde_json::Value;
 
-use crate::cron::Calendar;
-use crate::json::describe;
+use crate::config::json::describe;
+use crate::schedule::cron::Calendar;
 
 /// When a job runs by itself.
 #[derive(Clone, Debug, PartialEq, Eq)]

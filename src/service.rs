@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::board::Overview;
-use crate::client::relative;
+use crate::api::board::Overview;
+use crate::api::client::relative;
 
 /// Variables of the protocol, which a restic or hook started by us must not
 /// inherit (it would talk to systemd in the daemon's name).

@@ -4,7 +4,7 @@
 use std::io::ErrorKind;
 use std::process::ExitCode;
 
-use restic_cronned::client::{self, Error, USAGE};
+use restic_cronned::api::client::{self, Error, USAGE};
 
 fn main() -> ExitCode {
     let args = match client::parse_args(std::env::args_os().skip(1)) {

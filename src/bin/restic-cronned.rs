@@ -4,11 +4,11 @@
 use std::process::ExitCode;
 
 use restic_cronned::daemon::{self, Error, USAGE};
-use restic_cronned::process;
+use restic_cronned::restic::process;
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1).peekable();
-    // The daemon starts each child through its own binary (src/process.rs):
+    // The daemon starts each child through its own binary (src/restic/process.rs):
     // this answers before anything else runs.
     if args.next_if(|arg| arg == process::EXEC_CHILD_ARG).is_some() {
         return process::exec_child(args);

@@ -3,7 +3,7 @@
 //! the clock watcher makes them look at the wall clock again. Both tests
 //! move the daemon's wall clock while its monotonic clock goes on, which is
 //! what a suspend looks like from inside a process: one with the real
-//! libfaketime, the other with the test builds' offset file (src/clock.rs),
+//! libfaketime, the other with the test builds' offset file (src/schedule/clock.rs),
 //! which reaches the static small-machine build that libfaketime's
 //! `LD_PRELOAD` cannot (scripts/test skips the libfaketime test there).
 

@@ -8,11 +8,12 @@ use std::fs;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 
+use restic_cronned::api::client;
+use restic_cronned::api::http::{Method, Route, route};
 use restic_cronned::config;
-use restic_cronned::cron::Calendar;
-use restic_cronned::http::{Method, Route, route};
-use restic_cronned::job_file;
-use restic_cronned::{client, daemon, rckeyutil};
+use restic_cronned::config::job_file;
+use restic_cronned::schedule::cron::Calendar;
+use restic_cronned::{daemon, rckeyutil};
 
 /// A small deterministic generator (xorshift64*), so a failure is
 /// reproducible from the seed in its message.

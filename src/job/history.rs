@@ -14,8 +14,8 @@ use log::warn;
 
 use crate::api::Run;
 use crate::files::{self, CappedReadError};
-use crate::outcome::RunRecord;
-use crate::process;
+use crate::job::outcome::RunRecord;
+use crate::restic::process;
 
 /// How much of a run's output a history line keeps.
 pub const OUTPUT_BYTES: usize = 4 * 1024;
@@ -240,8 +240,8 @@ mod tests {
     use super::*;
     use jiff::Timestamp;
 
-    use crate::hook::HookName;
-    use crate::outcome::{HookRecord, Outcome, Reason};
+    use crate::job::hook::HookName;
+    use crate::job::outcome::{HookRecord, Outcome, Reason};
 
     fn run(second: i64, outcome: Outcome) -> RunRecord {
         RunRecord {

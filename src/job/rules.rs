@@ -7,7 +7,7 @@
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
-use crate::outcome::Outcome;
+use crate::job::outcome::Outcome;
 use crate::schedule::{self, Deadlines, RetryTimer, Schedule};
 
 /// The job's retry and follow-up settings.

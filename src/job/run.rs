@@ -13,21 +13,21 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, bounded, never};
 use log::{info, warn};
 
-use crate::board::{Board, BoardEntry, Status};
-use crate::clock;
-use crate::exclusion::{Acquired, Guard, Repositories, Ticket};
-use crate::healthcheck::{Ping, PingSender};
-use crate::hook::{HookCommand, HookName};
-use crate::job_file::{Job, JobName};
-use crate::keyring::Keyring;
+use crate::api::board::{Board, BoardEntry, Status};
+use crate::config::job_file::{Job, JobName};
+use crate::delivery::healthcheck::{Ping, PingSender};
+use crate::delivery::notify::{NotifySender, Target};
+use crate::job::exclusion::{Acquired, Guard, Repositories, Ticket};
+use crate::job::hook::{HookCommand, HookName};
+use crate::job::outcome::{HookRecord, Outcome, Reason, RunRecord};
+use crate::job::preconditions::{self, Preconditions};
 use crate::logging::LineRateLimit;
-use crate::notify::{NotifySender, Target};
-use crate::outcome::{HookRecord, Outcome, Reason, RunRecord};
-use crate::preconditions::{self, Preconditions};
-use crate::process::{self, Output, RunningChild, Spec, Stream, describe_status};
-use crate::progress::{self, Summary};
+use crate::restic::process::{self, Output, RunningChild, Spec, Stream, describe_status};
+use crate::restic::progress::{self, Summary};
 use crate::restic::{self, Repository};
 use crate::schedule;
+use crate::schedule::clock;
+use crate::secrets::keyring::Keyring;
 use crate::service;
 
 /// How much of a run's output is kept with its record.

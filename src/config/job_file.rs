@@ -16,15 +16,15 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::config::json::{self, Echo, Object, Position, describe};
+use crate::delivery::healthcheck;
+use crate::delivery::notify::{self, Target};
 use crate::files::{self, CappedReadError};
-use crate::healthcheck;
-use crate::history;
-use crate::hook::{self, HookCommand, HookName, Hooks};
-use crate::json::{self, Echo, Object, Position, describe};
-use crate::notify::{self, Target};
-use crate::preconditions::Preconditions;
-use crate::redacted::Redacted;
+use crate::job::history;
+use crate::job::hook::{self, HookCommand, HookName, Hooks};
+use crate::job::preconditions::Preconditions;
 use crate::schedule::{self, RetryTimer, Schedule};
+use crate::secrets::redacted::Redacted;
 
 /// Every key a job file may have, spelled as the original spelled them.
 pub const KNOWN_KEYS: &[&str] = &[

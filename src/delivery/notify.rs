@@ -26,11 +26,11 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::{Map, Value, json};
 
+use crate::config::json::{self, Object, describe_type};
+use crate::delivery::healthcheck;
 use crate::delivery::{Courier, NotQueued, Pool, Queue, Settings};
-use crate::healthcheck;
-use crate::json::{self, Object, describe_type};
-use crate::outcome::{Outcome, RunRecord};
-use crate::rules::Event;
+use crate::job::outcome::{Outcome, RunRecord};
+use crate::job::rules::Event;
 
 /// The keys of a target object.
 pub const TARGET_KEYS: &[&str] = &["Url", "Format", "On", "Headers"];
@@ -1290,7 +1290,7 @@ mod tests {
         let run = RunRecord {
             start: "2026-05-01T03:30:00Z".parse().unwrap(),
             end: "2026-05-01T03:30:12.5Z".parse().unwrap(),
-            reason: crate::outcome::Reason::Schedule,
+            reason: crate::job::outcome::Reason::Schedule,
             outcome: Outcome::Failure,
             exit_code: Some(1),
             error: Some("Fatal: wrong password or no key found\n".into()),

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 
 use crate::delivery::{Courier, NotQueued, Pool, Queue, Settings};
-use crate::outcome::{Outcome, RunRecord};
-use crate::process;
+use crate::job::outcome::{Outcome, RunRecord};
+use crate::restic::process;
 
 /// The most a request may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -207,7 +207,7 @@ mod tests {
             error: None,
             output_tail: "x".repeat(BODY_BYTES + 10),
             summary: None,
-            reason: crate::outcome::Reason::Schedule,
+            reason: crate::job::outcome::Reason::Schedule,
             snapshot: None,
             hooks: Vec::new(),
         }

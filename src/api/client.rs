@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 
 use crate::api::{JobDetail, NextJob, Queue, QueueEntry, Run, Status, Time};
-use crate::command_line;
+use crate::config::command_line;
 use crate::config::{self, Env};
 
 pub const USAGE: &str = "\

@@ -21,12 +21,12 @@ use serde_json::value::RawValue;
 
 pub use crate::api::Status;
 use crate::api::{self, JobDetail, NextJob, Queue, QueueEntry, Run, Time, WaitGroup};
-use crate::history;
-use crate::job_file::{Entry, Job};
-use crate::outcome::{Outcome, RunRecord};
-use crate::preconditions::Preconditions;
-use crate::progress::Progress;
+use crate::config::job_file::{Entry, Job};
+use crate::job::history;
+use crate::job::outcome::{Outcome, RunRecord};
+use crate::job::preconditions::Preconditions;
 use crate::restic;
+use crate::restic::progress::Progress;
 use crate::schedule::{RetryTimer, Schedule};
 
 /// How many runs `/job` lists.
@@ -595,7 +595,7 @@ mod tests {
                 r#"{{"regularTimer": {regular}, "retryTimer": {retry}, "ResticArguments": ["x"]}}"#
             );
             std::fs::write(&path, text).unwrap();
-            let job = crate::job_file::load_file(&path).job.unwrap();
+            let job = crate::config::job_file::load_file(&path).job.unwrap();
             board.list(
                 &format!("{name}.json"),
                 BoardEntry::new(JobStatus::new(job)),
@@ -659,7 +659,7 @@ mod tests {
             let path = dir.path().join(format!("{name}.json"));
             let text = format!(r#"{{"ResticArguments": ["x"], {keys}}}"#);
             std::fs::write(&path, text).unwrap();
-            let job = crate::job_file::load_file(&path).job.unwrap();
+            let job = crate::config::job_file::load_file(&path).job.unwrap();
             board.list(
                 &format!("{name}.json"),
                 BoardEntry::new(JobStatus::new(job)),
@@ -704,7 +704,7 @@ mod tests {
             error: None,
             output_tail: output.into(),
             summary: None,
-            reason: crate::outcome::Reason::Schedule,
+            reason: crate::job::outcome::Reason::Schedule,
             snapshot: None,
             hooks: Vec::new(),
         }

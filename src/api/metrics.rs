@@ -6,8 +6,8 @@ use std::fmt::Write;
 
 use jiff::Timestamp;
 
-use crate::board::{JobStatus, Status};
-use crate::outcome::Outcome;
+use crate::api::board::{JobStatus, Status};
+use crate::job::outcome::Outcome;
 
 /// The `Content-Type` of the exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -152,8 +152,8 @@ pub fn render(jobs: &[&JobStatus], notifications_failed: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job_file::Entry;
-    use crate::outcome::{Outcome, RunRecord};
+    use crate::config::job_file::Entry;
+    use crate::job::outcome::{Outcome, RunRecord};
 
     #[test]
     fn renders_families_with_help_type_and_escaped_labels() {
@@ -175,7 +175,7 @@ mod tests {
             error: None,
             output_tail: String::new(),
             summary: None,
-            reason: crate::outcome::Reason::Schedule,
+            reason: crate::job::outcome::Reason::Schedule,
             snapshot: None,
             hooks: Vec::new(),
         });

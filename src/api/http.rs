@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 use log::{debug, warn};
 
-use crate::board::{Board, RUNS_KEPT};
-use crate::metrics;
+use crate::api::board::{Board, RUNS_KEPT};
+use crate::api::metrics;
 
 pub use wire::{MAX_BODY, Method};
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::process::Spec;
+use crate::restic::process::Spec;
 
 /// A hook's limit when the job file gives no `HookTimeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
