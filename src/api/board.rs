@@ -522,6 +522,17 @@ mod tests {
         assert_eq!(written, body);
     }
 
+    /// Lists a valid job `name` whose file has `keys` beside its
+    /// `ResticArguments`.
+    fn list_job(board: &Board, dir: &std::path::Path, name: &str, keys: &str) {
+        let path = dir.join(format!("{name}.json"));
+        let text = format!(r#"{{"ResticArguments": ["x"], {keys}}}"#);
+        std::fs::write(&path, text).unwrap();
+        let job = crate::config::job_file::load_file(&path).job.unwrap();
+        let entry = BoardEntry::new(JobStatus::new(job));
+        board.list(&format!("{name}.json"), entry);
+    }
+
     fn invalid(file_name: &str, name: &str) -> BoardEntry {
         BoardEntry::new(JobStatus::invalid(&Entry {
             path: format!("/jobs/{file_name}").into(),
@@ -590,16 +601,8 @@ mod tests {
             ("none", r#""""#, r#""""#),
         ];
         for (name, regular, retry) in timers {
-            let path = dir.path().join(format!("{name}.json"));
-            let text = format!(
-                r#"{{"regularTimer": {regular}, "retryTimer": {retry}, "ResticArguments": ["x"]}}"#
-            );
-            std::fs::write(&path, text).unwrap();
-            let job = crate::config::job_file::load_file(&path).job.unwrap();
-            board.list(
-                &format!("{name}.json"),
-                BoardEntry::new(JobStatus::new(job)),
-            );
+            let keys = format!(r#""regularTimer": {regular}, "retryTimer": {retry}"#);
+            list_job(&board, dir.path(), name, &keys);
         }
         let body = board.queue_json();
         reads_back_as_written::<Queue>(&body);
@@ -656,14 +659,7 @@ mod tests {
             ),
         ];
         for (name, keys) in jobs {
-            let path = dir.path().join(format!("{name}.json"));
-            let text = format!(r#"{{"ResticArguments": ["x"], {keys}}}"#);
-            std::fs::write(&path, text).unwrap();
-            let job = crate::config::job_file::load_file(&path).job.unwrap();
-            board.list(
-                &format!("{name}.json"),
-                BoardEntry::new(JobStatus::new(job)),
-            );
+            list_job(&board, dir.path(), name, keys);
         }
         let body = board.queue_json();
         reads_back_as_written::<Queue>(&body);
