@@ -363,7 +363,8 @@ pub fn run(args: Args) -> Result<(), Error> {
 /// Logs what a reload (`/reload` or SIGHUP) did, or one line per problem
 /// when it changed nothing.
 fn log_reload(by: &str, reply: &Reply) {
-    let lines = reply.body.lines().filter(|line| !line.trim().is_empty());
+    let text = reply.body.pieces().concat();
+    let lines = text.lines().filter(|line| !line.trim().is_empty());
     if reply.status == 200 {
         for line in lines {
             info!("{by}: {line}");

@@ -84,8 +84,26 @@ const PAGE_HEADERS: &str = "Content-Security-Policy: default-src 'none'; \
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
     pub status: u16,
-    pub body: String,
+    pub body: Body,
     pub content_type: &'static str,
+}
+
+/// An answer's body: whole, or in pieces written one after the other
+/// (`/queue`: each job's JSON as the board keeps it, never copied into one
+/// buffer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    Whole(String),
+    Pieces(Vec<Arc<str>>),
+}
+
+impl Body {
+    pub fn pieces(&self) -> Vec<&str> {
+        match self {
+            Body::Whole(text) => vec![text],
+            Body::Pieces(pieces) => pieces.iter().map(|p| &**p).collect(),
+        }
+    }
 }
 
 impl Reply {
@@ -97,7 +115,7 @@ impl Reply {
         }
         Reply {
             status,
-            body,
+            body: Body::Whole(body),
             content_type: TEXT,
         }
     }
@@ -106,7 +124,7 @@ impl Reply {
     pub fn json(body: String) -> Reply {
         Reply {
             status: 200,
-            body,
+            body: Body::Whole(body),
             content_type: JSON,
         }
     }
@@ -707,7 +725,7 @@ fn serve(client: &Client, peer: SocketAddr, shared: &Shared) {
         } else {
             ""
         },
-        body: &reply.body,
+        body: &reply.body.pieces(),
         send_body,
     };
     // A client that went away is not our problem.
@@ -748,22 +766,26 @@ fn answer(request: &wire::Request, shared: &Shared) -> Reply {
     match route {
         Route::Page { .. } => Reply {
             status: 200,
-            body: status_page(&shared.board.queue_json()),
+            body: Body::Whole(status_page(&shared.board.queue_json())),
             content_type: HTML,
         },
-        Route::Queue => Reply::json(shared.board.queue_json()),
+        Route::Queue => Reply {
+            status: 200,
+            body: Body::Pieces(shared.board.queue_pieces()),
+            content_type: JSON,
+        },
         Route::Job { name, runs } => match shared.board.job_json(&name, runs) {
             Some(body) => Reply::json(body),
             None => Reply::no_such_job(),
         },
         Route::Metrics => Reply {
             status: 200,
-            body: {
+            body: Body::Whole({
                 let failed = shared.board.notifications_failed().load(Ordering::Relaxed);
                 shared
                     .board
                     .read_all(|entries| metrics::render(entries, failed))
-            },
+            }),
             content_type: metrics::CONTENT_TYPE,
         },
         Route::Healthz => Reply::text(200, "ok"),
