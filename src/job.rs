@@ -15,6 +15,7 @@ pub mod outcome;
 pub mod preconditions;
 pub mod rules;
 pub mod run;
+pub mod stack;
 pub mod state;
 
 use std::path::PathBuf;
@@ -108,7 +109,10 @@ impl JobHandle {
         // the job runs) coalesces with it.
         let (trigger_sender, trigger) = bounded(1);
         let name = job.name.clone();
-        let mut actor = Actor::new(job, entry, context, control, trigger);
+        // Boxed: the thread then keeps a pointer on its stack, not two
+        // copies of the actor (~1.1 kB each), so an idle job's stack stays
+        // within the one page it shares with its TLS.
+        let mut actor = Box::new(Actor::new(job, entry, context, control, trigger));
         // The start rules run here, on the caller's thread, when nothing
         // else may be writing the job's files: the job's own thread then
         // only waits and runs, so it stays small (a thousand idle jobs cost
@@ -284,7 +288,7 @@ impl Actor {
         }
     }
 
-    fn run(mut self) {
+    fn run(mut self: Box<Self>) {
         self.open_history();
         if self.job.stale_after.is_some() && self.first_seen.is_none() {
             // A job that has never succeeded is stale `StaleAfter` after
@@ -318,6 +322,9 @@ impl Actor {
     }
 
     fn next_event(&mut self) -> Option<Wake> {
+        // The wait may last days; what the start or the last event needed
+        // of the stack is dead meanwhile (src/job/stack.rs).
+        stack::release_unused();
         if std::mem::take(&mut self.resume) && !self.stopped {
             return Some(Wake::Resume);
         }
