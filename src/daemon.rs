@@ -26,7 +26,7 @@ use crate::files;
 use crate::job::outcome::Reason;
 use crate::job::run::{Context, Notice};
 use crate::job::state;
-use crate::job::{self, Control, JobHandle};
+use crate::job::{self, Control, JobHandle, Prepared};
 use crate::logging;
 use crate::probe;
 use crate::schedule::clock;
@@ -854,15 +854,22 @@ impl Daemon {
         };
         let entries = job_file::load_dir(&daemon.context.job_dir).map_err(Error::JobDir)?;
         info!("{} job file(s) in {directory}", entries.len());
-        for entry in entries {
-            // A job without a thread is shown invalid; start-up goes on.
-            let _ = daemon.add(entry);
-        }
+        // Every job is on the board with its next run before the API
+        // answers; the threads start after (a thousand take about 30 ms),
+        // and commands wait for them in the supervisor's inbox.
+        let prepared: Vec<(String, Prepared)> = entries
+            .into_iter()
+            .filter_map(|entry| daemon.prepare(entry))
+            .collect();
         let access = Access::new(token);
         daemon.http = server
             .map(|server| HttpServer::spawn(server, access, board, command_sender))
             .transpose()
             .map_err(Error::Http)?;
+        for (file_name, prepared) in prepared {
+            // A job without a thread is shown invalid; start-up goes on.
+            let _ = daemon.launch(&file_name, prepared);
+        }
         release_free_memory();
         daemon.tell_systemd("READY=1");
         Ok(daemon)
@@ -962,66 +969,76 @@ impl Daemon {
     /// Starts a slot for `entry` (a job thread when it is valid). `Err` when
     /// the system refused the job its thread: the job is invalid then, with
     /// that error, and the daemon and every other job go on.
-    fn add(&mut self, mut entry: Entry) -> Result<(), String> {
+    fn add(&mut self, entry: Entry) -> Result<(), String> {
+        match self.prepare(entry) {
+            Some((file_name, prepared)) => self.launch(&file_name, prepared),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes the slot of `entry` and lists its entry on the board; a valid
+    /// job comes back with its start rules applied, for [`Daemon::launch`].
+    fn prepare(&mut self, entry: Entry) -> Option<(String, Prepared)> {
         let file_name = entry.file_name();
         for warning in &entry.warnings {
             warn!("{warning}");
         }
-        let mut result = Ok(());
-        // A removed job of this name whose thread is still ending hands
-        // over to the new one.
-        let predecessor = match &entry.job {
-            Ok(_) => self
-                .retiring
-                .iter()
-                .position(|h| h.name().as_str() == entry.name)
-                .map(|i| self.retiring.swap_remove(i)),
-            Err(_) => None,
-        };
-        let spawned = match &entry.job {
+        let (status, prepared) = match &entry.job {
             Ok(job) => {
+                // A removed job of this name whose thread is still ending
+                // hands over to the new one.
+                let predecessor = self
+                    .retiring
+                    .iter()
+                    .position(|h| h.name().as_str() == entry.name)
+                    .map(|i| self.retiring.swap_remove(i));
                 let status = BoardEntry::new(JobStatus::new(job.clone()));
-                match JobHandle::spawn(
-                    job.clone(),
-                    status.clone(),
-                    self.context.clone(),
-                    predecessor,
-                ) {
-                    Ok(handle) => Some((handle, status)),
-                    Err(e) => {
-                        let error = format!(
-                            "cannot start a thread for job {}: {e} (a task limit such as \
-                             systemd's TasksMax or ulimit -u?)",
-                            entry.name
-                        );
-                        entry.invalidate(error.clone());
-                        result = Err(error);
-                        None
-                    }
-                }
+                let context = self.context.clone();
+                let prepared =
+                    JobHandle::prepare(job.clone(), status.clone(), context, predecessor);
+                (status, Some(prepared))
             }
-            Err(_) => None,
+            Err(problems) => {
+                for problem in problems {
+                    error!("{problem}");
+                }
+                // The entry of a job without a thread is written once, here.
+                (BoardEntry::new(JobStatus::invalid(&entry)), None)
+            }
         };
-        let (handle, status) = match spawned {
-            Some((handle, status)) => (Some(handle), status),
-            // The entry of a job without a thread is written once, here.
-            None => (None, BoardEntry::new(JobStatus::invalid(&entry))),
+        self.context.board.list(&file_name, status.clone());
+        let slot = Slot {
+            entry,
+            handle: None,
+            status,
         };
-        if let Err(problems) = &entry.job {
-            for problem in problems {
-                error!("{problem}");
+        self.slots.insert(file_name.clone(), slot);
+        prepared.map(|prepared| (file_name, prepared))
+    }
+
+    /// Starts the thread of the job prepared for the slot `file_name`.
+    fn launch(&mut self, file_name: &str, prepared: Prepared) -> Result<(), String> {
+        let name = prepared.name().to_string();
+        let Some(slot) = self.slots.get_mut(file_name) else {
+            return Ok(());
+        };
+        match prepared.launch() {
+            Ok(handle) => {
+                slot.handle = Some(handle);
+                Ok(())
+            }
+            Err(e) => {
+                let error = format!(
+                    "cannot start a thread for job {name}: {e} (a task limit such as \
+                     systemd's TasksMax or ulimit -u?)"
+                );
+                error!("{error}");
+                slot.entry.invalidate(error.clone());
+                slot.status = BoardEntry::new(JobStatus::invalid(&slot.entry));
+                self.context.board.list(file_name, slot.status.clone());
+                Err(error)
             }
         }
-        self.context.board.list(&file_name, status.clone());
-        self.slots.insert(
-            file_name,
-            Slot {
-                entry,
-                handle,
-                status,
-            },
-        );
-        result
     }
 
     /// Removes the slot of `file_name`; its thread stops in the background.

@@ -92,18 +92,19 @@ pub struct JobHandle {
 }
 
 impl JobHandle {
-    /// Starts `job`'s thread, which alone writes `entry` from then on.
-    /// `predecessor`: the thread of a job of the same name that was removed
-    /// and may still be ending (its hooks, its state file); the new thread
-    /// waits for it before it reads the job's files. `Err` when the system
-    /// refuses the thread (`TasksMax`, `ulimit -u`); the caller then shows
-    /// the job as invalid with that error.
-    pub fn spawn(
+    /// Makes the job `job`, which alone writes `entry` from then on, with
+    /// its start rules applied and shown on `entry`; [`Prepared::launch`]
+    /// starts its thread. The daemon's start prepares every job, answers
+    /// the API, then launches the threads. `predecessor`: the thread of a
+    /// job of the same name that was removed and may still be ending (its
+    /// hooks, its state file); the start rules then wait for it, on the new
+    /// thread, before they read the job's files.
+    pub fn prepare(
         job: Arc<Job>,
         entry: BoardEntry,
         context: Arc<Context>,
         predecessor: Option<JobHandle>,
-    ) -> std::io::Result<JobHandle> {
+    ) -> Prepared {
         let (control_sender, control) = unbounded();
         // Capacity one: a trigger that arrives while one is pending (or while
         // the job runs) coalesces with it.
@@ -120,24 +121,17 @@ impl JobHandle {
         if predecessor.is_none() {
             actor.start(false);
         }
-        let thread = thread::Builder::new()
-            .name(format!("job {name}"))
-            .stack_size(512 * 1024)
-            .spawn(move || {
-                if let Some(predecessor) = predecessor {
-                    drop(predecessor);
-                    actor.start(false);
-                }
-                actor.run()
-            })?;
-        Ok(JobHandle {
-            name,
-            control: control_sender,
-            trigger: trigger_sender,
-            thread: Some(thread),
-        })
+        Prepared {
+            handle: JobHandle {
+                name,
+                control: control_sender,
+                trigger: trigger_sender,
+                thread: None,
+            },
+            actor,
+            predecessor,
+        }
     }
-
     pub fn send(&self, control: Control) {
         // A thread that has ended has nothing left to control.
         let _ = self.control.send(control);
@@ -167,6 +161,42 @@ impl Drop for JobHandle {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// A job ready to start: see [`JobHandle::prepare`].
+pub struct Prepared {
+    handle: JobHandle,
+    actor: Box<Actor>,
+    predecessor: Option<JobHandle>,
+}
+
+impl Prepared {
+    pub fn name(&self) -> &JobName {
+        &self.handle.name
+    }
+
+    /// Starts the job's thread. `Err` when the system refuses the thread
+    /// (`TasksMax`, `ulimit -u`); the caller then shows the job as invalid
+    /// with that error.
+    pub fn launch(self) -> std::io::Result<JobHandle> {
+        let Prepared {
+            mut handle,
+            mut actor,
+            predecessor,
+        } = self;
+        let thread = thread::Builder::new()
+            .name(format!("job {}", handle.name))
+            .stack_size(512 * 1024)
+            .spawn(move || {
+                if let Some(predecessor) = predecessor {
+                    drop(predecessor);
+                    actor.start(false);
+                }
+                actor.run()
+            })?;
+        handle.thread = Some(thread);
+        Ok(handle)
     }
 }
 
