@@ -56,7 +56,7 @@ impl Status {
 
 /// The body of `/queue`, its keys in the original's order. The daemon
 /// writes its frame (`J` = `()`, no jobs) and splices in each job's JSON
-/// as it made it before ([`crate::api::board::Board::queue_pieces`]).
+/// as it made it before (`board::Board::queue_pieces`).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Queue<'a, J = QueueEntry<'a>> {
     #[serde(rename = "Jobs")]
