@@ -2,6 +2,7 @@
 //! with HELP and TYPE lines and escaped labels. Samples with no value yet
 //! (no run since the daemon started, no next run) are left out.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
 use jiff::Timestamp;
@@ -92,11 +93,17 @@ const FAMILIES: &[Family] = &[
 ];
 
 /// Escapes a label value: backslash, double quote and newline.
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+fn label(value: &str) -> Cow<'_, str> {
+    // Most names need no escape: no copy of a thousand of them per scrape.
+    if !value.contains(['\\', '"', '\n']) {
+        return Cow::Borrowed(value);
+    }
+    Cow::Owned(
+        value
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n"),
+    )
 }
 
 /// The body of `/metrics` for `jobs`, with `notifications_failed`
@@ -114,7 +121,7 @@ pub fn render(jobs: &[&JobStatus], notifications_failed: u64) -> String {
     // Two files with one JobName are both listed (invalid) on the board; a
     // series may appear only once in an exposition.
     let mut seen = std::collections::HashSet::new();
-    let jobs: Vec<(&JobStatus, String)> = jobs
+    let jobs: Vec<(&JobStatus, Cow<'_, str>)> = jobs
         .iter()
         .copied()
         .filter(|job| seen.insert(job.name.as_str()))
