@@ -714,7 +714,9 @@ fn next_runs(config: &Config, job: &Job, schedule: &Schedule) -> String {
         .join(", ")
 }
 
-/// A file of the job directory, valid (with its thread) or not.
+/// How long a reload's answer waits for a job to show its new definition.
+const SHOWN_WITHIN: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// A job file the daemon runs: its definition, its thread (none when it is
 /// invalid) and its entry on the board, which the daemon reads and lists
 /// but never writes.
@@ -1209,8 +1211,15 @@ impl Daemon {
                     warn!("{warning}");
                 }
                 // The job shows the new definition on the board when it
-                // reads this, and applies it after a run that may be going on.
-                handle.send(Control::Replace(job.clone()));
+                // reads this, and applies it after a run that may be going
+                // on. The answer waits for the board (microseconds), but
+                // never long for a thread busy with a slow file.
+                let (shown, on_board) = crossbeam_channel::bounded(1);
+                handle.send(Control::Replace {
+                    job: job.clone(),
+                    shown,
+                });
+                let _ = on_board.recv_timeout(SHOWN_WITHIN);
                 *old = entry;
                 Ok(())
             }

@@ -47,8 +47,9 @@ pub enum Control {
     Stop,
     /// Stop if needed, then apply the start rules again.
     Restart,
-    /// A new definition, applied after a running restic ends.
-    Replace(Arc<Job>),
+    /// A new definition, applied after a running restic ends; the job
+    /// shows it on its board entry at once and says so on `shown`.
+    Replace { job: Arc<Job>, shown: Sender<()> },
     /// Stop and end the thread: the job was removed (`/remove`, a reload).
     Exit,
     /// Stop and end the thread: the daemon is stopping. A run this
@@ -72,7 +73,7 @@ impl Control {
                 "stopped by the daemon's shutdown; it runs again after the next start",
                 true,
             ),
-            Control::Replace(_) | Control::ClockJumped => return None,
+            Control::Replace { .. } | Control::ClockJumped => return None,
         };
         Some(Stop { by, shutdown })
     }
@@ -494,10 +495,11 @@ impl Actor {
                 info!("[{}] restarting", self.job.name);
                 self.start(true);
             }
-            Control::Replace(job) => {
+            Control::Replace { job, shown } => {
                 info!("[{}] new definition from {}", job.name, job.file.display());
                 self.job = job.clone();
                 self.publish(|s| s.job = Some(job));
+                let _ = shown.send(());
                 if self.stopped {
                     // A stopped job stays stopped until it is restarted.
                     self.refresh_repository();
@@ -760,8 +762,9 @@ impl Actor {
                     let stop = control.stop();
                     // A new definition applies after the run; the board
                     // shows it now.
-                    if let Control::Replace(job) = &control {
+                    if let Control::Replace { job, shown } = &control {
                         self.publish(|s| s.job = Some(job.clone()));
+                        let _ = shown.send(());
                     }
                     self.after_run.push(control);
                     match stop {

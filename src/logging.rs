@@ -71,7 +71,9 @@ pub fn init_stderr(level: LevelFilter) {
 /// time alone in eight), each a system call on an unbuffered stderr or log
 /// file, and all of them on the thread that logs (the supervisor, too).
 fn lines<W: Write>(out: W) -> io::LineWriter<W> {
-    io::LineWriter::new(out)
+    // Room for a long restic line, so that it too is one write (whole in
+    // the O_APPEND log file).
+    io::LineWriter::with_capacity(8 << 10, out)
 }
 
 /// Time, level and message: what every line of ours carries.

@@ -172,9 +172,10 @@ pub struct BoardEntry(Arc<Mutex<Published>>);
 struct Published {
     status: JobStatus,
     /// The job's `/queue` JSON, made at the first `/queue` after the job
-    /// last published: a thousand idle jobs are not serialized again for
-    /// every request.
-    queue_json: Option<Arc<str>>,
+    /// last published, and the generation of the time zone it was made in
+    /// (see `Board::queue_tz`): a thousand idle jobs are not serialized
+    /// again for every request.
+    queue_json: Option<(u64, Arc<str>)>,
 }
 
 impl BoardEntry {
@@ -207,8 +208,9 @@ impl BoardEntry {
 /// The entries the board lists.
 #[derive(Default)]
 struct Listing {
-    /// By file name: the queue's order.
-    by_file: BTreeMap<String, BoardEntry>,
+    /// By file name (the queue's order): the job's name, which never
+    /// changes for an entry, and the entry.
+    by_file: BTreeMap<String, (String, BoardEntry)>,
     /// (job name, file name): finds a job by the name the API knows it by.
     /// A set of pairs, because two files that claim one `JobName` are both
     /// listed (both invalid).
@@ -220,8 +222,8 @@ struct Listing {
 pub struct Board {
     listing: Arc<Mutex<Listing>>,
     /// The time zone of the entries' `/queue` JSON (its times carry their
-    /// offsets): when the system's changes, every entry is made again.
-    queue_tz: Arc<Mutex<Option<TimeZone>>>,
+    /// offsets) and its generation: JSON of an older one is made again.
+    queue_tz: Arc<Mutex<(Option<TimeZone>, u64)>>,
     directory: Arc<str>,
     /// Notifications that failed every attempt, for `/metrics`.
     notifications_failed: Arc<AtomicU64>,
@@ -249,18 +251,21 @@ impl Board {
 
     /// Lists `entry` under `file_name`, in place of what was listed there.
     pub fn list(&self, file_name: &str, entry: BoardEntry) {
-        self.unlist(file_name);
         let name = entry.read(|s| s.name.clone());
         let mut listing = self.listing();
+        let old = listing
+            .by_file
+            .insert(file_name.to_string(), (name.clone(), entry));
+        if let Some((old_name, _)) = old {
+            listing.by_name.remove(&(old_name, file_name.to_string()));
+        }
         listing.by_name.insert((name, file_name.to_string()));
-        listing.by_file.insert(file_name.to_string(), entry);
     }
 
     /// Takes the entry of `file_name` off the board.
     pub fn unlist(&self, file_name: &str) {
         let mut listing = self.listing();
-        if let Some(old) = listing.by_file.remove(file_name) {
-            let name = old.read(|s| s.name.clone());
+        if let Some((name, _)) = listing.by_file.remove(file_name) {
             listing.by_name.remove(&(name, file_name.to_string()));
         }
     }
@@ -273,7 +278,7 @@ impl Board {
             .by_name
             .range((name.to_string(), String::new())..)
             .next()?;
-        let entry = listing.by_file.get(file_name).filter(|_| found == name)?;
+        let (_, entry) = listing.by_file.get(file_name).filter(|_| found == name)?;
         Some((file_name.clone(), entry.clone()))
     }
 
@@ -289,7 +294,12 @@ impl Board {
 
     /// Every entry, in queue order, with the listing unlocked again.
     fn entries(&self) -> Vec<BoardEntry> {
-        self.listing().by_file.values().cloned().collect()
+        let listing = self.listing();
+        listing
+            .by_file
+            .values()
+            .map(|(_, entry)| entry.clone())
+            .collect()
     }
 
     /// Counts over every job, and the next one due, for the service's status
@@ -372,13 +382,12 @@ impl Board {
     /// unmapped again, most of `/queue`'s time with a thousand jobs.
     pub fn queue_pieces(&self) -> Vec<Arc<str>> {
         let tz = TimeZone::system();
-        let tz_changed = {
+        let generation = {
             let mut shown_in = self.queue_tz.lock().unwrap_or_else(|e| e.into_inner());
-            let changed = shown_in.as_ref() != Some(&tz);
-            if changed {
-                *shown_in = Some(tz.clone());
+            if shown_in.0.as_ref() != Some(&tz) {
+                *shown_in = (Some(tz.clone()), shown_in.1 + 1);
             }
-            changed
+            shown_in.1
         };
         // The frame as serde writes it for no jobs: `{"Jobs":[` and the
         // rest after the `[]`, which is the first one ("Jobs" comes first).
@@ -399,14 +408,23 @@ impl Board {
             }
             let mut published = entry.lock();
             let Published { status, queue_json } = &mut *published;
-            if tz_changed {
-                *queue_json = None;
-            }
-            let json = queue_json.get_or_insert_with(|| {
-                let json = serde_json::to_string(&queue_entry(status, &tz));
-                Arc::from(json.expect("a job always serializes"))
-            });
-            pieces.push(json.clone());
+            let json = match queue_json {
+                Some((made_in, json)) if *made_in == generation => json.clone(),
+                _ => {
+                    let json = serde_json::to_string(&queue_entry(status, &tz));
+                    let json: Arc<str> = Arc::from(json.expect("a job always serializes"));
+                    // A request that read the zone before another saw it
+                    // change does not put its older JSON back.
+                    if queue_json
+                        .as_ref()
+                        .is_none_or(|(made_in, _)| *made_in < generation)
+                    {
+                        *queue_json = Some((generation, json.clone()));
+                    }
+                    json
+                }
+            };
+            pieces.push(json);
         }
         pieces.push(Arc::from(format!("{tail}\n")));
         pieces

@@ -13,7 +13,11 @@
 /// frame. Not for the main thread (whose stack the C library finds by
 /// reading /proc/self/maps).
 pub fn release_unused() {
-    if let Some(low_end) = low_end() {
+    thread_local! {
+        /// This thread's stack bounds do not change: asked once.
+        static LOW_END: Option<usize> = low_end();
+    }
+    if let Some(low_end) = LOW_END.with(|low_end| *low_end) {
         release_below(low_end);
     }
 }

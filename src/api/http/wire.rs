@@ -366,16 +366,15 @@ pub fn write_answer(mut stream: &TcpStream, answer: &Answer) -> io::Result<()> {
     head.push_str(answer.extra_headers);
     head.push_str("\r\n");
     let body = if answer.send_body { answer.body } else { &[] };
-    // Head and body by writev, without copying the body behind the head;
-    // at most IOV_MAX (1024 on Linux) pieces a call.
+    // Head and body by writev, without copying the body behind the head
+    // (std passes at most IOV_MAX pieces a call).
     let mut slices: Vec<IoSlice> = std::iter::once(head.as_str())
         .chain(body.iter().copied())
         .map(|piece| IoSlice::new(piece.as_bytes()))
         .collect();
     let mut slices = &mut slices[..];
     while !slices.is_empty() {
-        let batch = slices.len().min(1024);
-        match stream.write_vectored(&slices[..batch]) {
+        match stream.write_vectored(slices) {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
             Ok(written) => IoSlice::advance_slices(&mut slices, written),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
